@@ -1,0 +1,3 @@
+"""reprotext: a reproducible NLP training pipeline."""
+
+__version__ = "0.1.0"

@@ -67,6 +67,15 @@ class TokenizeConfig(_Section):
     seed: int = 0
     threads: int = Field(2, ge=1)
 
+    @model_validator(mode="after")
+    def _vocab_holds_the_fixed_pieces(self) -> "TokenizeConfig":
+        # 6 special pieces, and the 256 byte pieces when byte fallback is on.
+        fixed = 6 + (256 if self.byte_fallback else 0)
+        if self.vocab_size <= fixed:
+            raise ValueError(f"vocab_size must exceed the {fixed} fixed pieces (6 specials"
+                             f"{' + 256 bytes for byte_fallback' if self.byte_fallback else ''}); raise it")
+        return self
+
 
 class EmbedConfig(_Section):
     """word2vec over BPE pieces (gensim)."""

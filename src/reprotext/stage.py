@@ -18,6 +18,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main; a user-fixable error becomes one line and exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("gensim", "smart_open"):  # per-batch lifecycle chatter; progress bars say enough
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         main()
     except ReprotextError as exc:

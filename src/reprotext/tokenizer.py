@@ -18,7 +18,7 @@ import numpy as np
 import sentencepiece as spm
 
 from reprotext.config import TokenizeConfig
-from reprotext.errors import ArtifactError
+from reprotext.errors import ArtifactError, ConfigError
 from reprotext.io import FORMAT_VERSION, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,30 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) ->
         chunks = rng.sample(chunks, cfg.input_sentence_size)
     spm.set_random_generator_seed(cfg.seed)
     model = io.BytesIO()
+    try:
+        _train_spm(chunks, model, cfg)
+    except RuntimeError as exc:
+        # e.g. "Vocabulary size is smaller than required_chars": say it in one line.
+        reason = str(exc).split("] ")[-1].splitlines()[0]
+        raise ConfigError(f"tokenize: sentencepiece cannot train with these params: {reason}") from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MODEL_FILE).write_bytes(model.getvalue())
+    tok = Tokenizer(out_dir / MODEL_FILE)
+    with open(out_dir / VOCAB_FILE, "w", encoding="utf-8") as f:
+        for i in range(tok.vocab_size):
+            f.write(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i):g}\n")
+    write_json(out_dir / META_FILE, {
+        "format_version": FORMAT_VERSION,
+        "sha256": tok.sha256,
+        "vocab_size": tok.vocab_size,
+        "specials": SPECIALS,
+        "config": cfg.model_dump(),
+        "training_chunks": len(chunks),
+    })
+    return tok
+
+
+def _train_spm(chunks: list[str], model: io.BytesIO, cfg: TokenizeConfig) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(chunks),
         model_writer=model,
@@ -87,21 +111,6 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) ->
         normalization_rule_name="identity",  # prepare already normalised the text
         minloglevel=2,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MODEL_FILE).write_bytes(model.getvalue())
-    tok = Tokenizer(out_dir / MODEL_FILE)
-    with open(out_dir / VOCAB_FILE, "w", encoding="utf-8") as f:
-        for i in range(tok.vocab_size):
-            f.write(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i):g}\n")
-    write_json(out_dir / META_FILE, {
-        "format_version": FORMAT_VERSION,
-        "sha256": tok.sha256,
-        "vocab_size": tok.vocab_size,
-        "specials": SPECIALS,
-        "config": cfg.model_dump(),
-        "training_chunks": len(chunks),
-    })
-    return tok
 
 
 class Tokenizer:

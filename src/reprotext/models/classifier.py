@@ -1,0 +1,105 @@
+"""Encoder + classification head, the checkpoint format, and the model config it stores."""
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from reprotext.errors import ArtifactError
+from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
+from reprotext.models.bag import BagEncoder
+from reprotext.tokenizer import PAD
+
+ENCODERS = ("bag",)
+WEIGHTS_FILE, CONFIG_FILE = "model.pt", "model.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; stored inside every checkpoint."""
+
+    model: str
+    vocab_size: int
+    embedding_dim: int
+    labels: tuple[str, ...]
+    pooling: str = "mean"
+    hidden_dim: int = 0
+    dropout: float = 0.0
+    max_len: int = 1024
+    tokenizer_sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Head(nn.Module):
+    """Dropout, an optional hidden layer, and the output layer."""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden_dim: int = 0, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden_dim:
+            layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)]
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Classifier(nn.Module):
+    """ids (B, T) -> logits (B, C)."""
+
+    def __init__(self, config: ModelConfig, vectors: np.ndarray | None = None, freeze_embeddings: bool = False):
+        super().__init__()
+        if config.model not in ENCODERS:
+            raise ArtifactError(f"unknown model {config.model!r}; valid: {', '.join(ENCODERS)}")
+        self.config = config
+        embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD)
+        if vectors is not None:
+            if vectors.shape != (config.vocab_size, config.embedding_dim):
+                raise ArtifactError(f"embedding matrix has shape {vectors.shape}, the model needs "
+                                    f"{(config.vocab_size, config.embedding_dim)}; rerun `dvc repro embed`")
+            embedding.weight.data.copy_(torch.from_numpy(vectors))
+        embedding.weight.requires_grad_(not freeze_embeddings)
+        self.encoder = BagEncoder(embedding, config.pooling)
+        self.head = Head(self.encoder.out_dim, len(config.labels), config.hidden_dim, config.dropout)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(ids))  # (B, C)
+
+
+def save_model(model: Classifier, directory: Path, info: dict) -> None:
+    """Weights (a plain state dict) and their config + provenance, side by side."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_file(directory / WEIGHTS_FILE) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "config": asdict(model.config), **info})
+
+
+def load_model(directory: str | Path, tokenizer_sha256: str | None = None) -> tuple[Classifier, dict]:
+    """Rebuild a saved classifier; refuse one that was trained with another tokenizer."""
+    directory = Path(directory)
+    try:
+        meta = read_json(directory / CONFIG_FILE)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{directory}: model config missing or unreadable ({exc}); rerun its stage") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{directory}: model format {meta.get('format_version')} is not {FORMAT_VERSION}; retrain it")
+    cfg = meta["config"]
+    config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
+    if tokenizer_sha256 is not None and config.tokenizer_sha256 != tokenizer_sha256:
+        raise ArtifactError(f"{directory}: model was trained with tokenizer {config.tokenizer_sha256[:12]}, "
+                            f"not {tokenizer_sha256[:12]}; retrain it or use its own tokenizer")
+    model = Classifier(config)
+    try:
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"{directory / WEIGHTS_FILE}: corrupted or incompatible weights "
+                            f"({exc.__class__.__name__}); rerun its stage") from exc
+    model.eval()
+    return model, meta

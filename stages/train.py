@@ -1,0 +1,51 @@
+"""train: the source-task classifier on BPE ids, initialised from the word2vec pieces, early-stopped on dev loss."""
+from pathlib import Path
+
+from reprotext import embeddings, stage
+from reprotext.config import TrainConfig, load_section
+from reprotext.io import atomic_dir, write_json
+from reprotext.models import Classifier, ModelConfig, save_model
+from reprotext.tokenizer import Tokenizer
+from reprotext.tracking import stage_run
+from reprotext.training import FitSettings, fit, seed_everything
+from reprotext.training.data import load_task
+from reprotext.training.history import save_history
+
+
+def main() -> None:
+    p = stage.parser(__doc__)
+    p.add_argument("--splits", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--embeddings", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--history", required=True)
+    p.add_argument("--metrics", required=True)
+    args = p.parse_args()
+    cfg = load_section("train", TrainConfig, args.params)
+    with stage_run("train", cfg.model_dump()) as mlflow:
+        tok = Tokenizer.load(args.tokenizer)
+        train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
+        vectors = embeddings.load(args.embeddings, tok.sha256)
+        seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
+        config = ModelConfig(model=cfg.model, vocab_size=tok.vocab_size, embedding_dim=vectors.shape[1],
+                             labels=tuple(labels), pooling=cfg.pooling, hidden_dim=cfg.hidden_dim,
+                             dropout=cfg.dropout, max_len=cfg.max_len, tokenizer_sha256=tok.sha256)
+        model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
+        result = fit(model, train_ds, dev_ds, FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs,
+                                                          cfg.patience, cfg.seed), mlflow)
+        metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                   "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
+        with atomic_dir(args.out) as tmp:
+            save_model(model, tmp, {"best_epoch": result.best_epoch, "train_config": cfg.model_dump()})
+            save_history(result.history, Path(args.history), tmp / "history.png", result.best_epoch,
+                         f"train: {cfg.model} on the source task")
+        write_json(args.metrics, metrics)
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "best/dev/loss": result.best["dev/loss"],
+                            "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds})
+        mlflow.log_artifact(str(Path(args.out) / "history.png"))
+        mlflow.log_artifact(args.history)
+
+
+if __name__ == "__main__":
+    stage.run(main)

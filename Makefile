@@ -6,14 +6,13 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: setup run test ui clean
+.PHONY: setup system-deps run test ui clean
 
 setup: $(STAMP)
 
 # torch first: a CPU build of 2.13.0 is on disk; a looser resolution pulls CUDA.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -22,11 +21,18 @@ run: setup
 	$(BIN)/dvc repro
 	$(BIN)/reprotext summary
 
-test: setup
+# The servers and browser the tests start: Debian's chromium and PostgreSQL.
+system-deps:
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql >/dev/null; \
+	fi
+
+test: setup system-deps
 	$(BIN)/pytest
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(HOST) --port $(PORT)
 
+# Removes the pipeline's outputs and the local MLflow store (committed metrics stay).
 clean:
-	rm -rf data models reports/*.png metrics mlflow.db mlartifacts
+	rm -rf data models reports/evaluate mlflow.db mlartifacts

@@ -1,39 +1,47 @@
-"""split: stratified, seeded train/dev/test of each prepared dataset; no text in two splits."""
+"""split: seeded train/dev/test of each prepared dataset, no text in two splits, and the data report."""
 from pathlib import Path
 
 import pandas as pd
 
 from reprotext import stage
 from reprotext.config import SplitConfig, load_section
-from reprotext.data import SPLITS, stratified_split
+from reprotext.data.report import summarize, write_report
+from reprotext.data.split import SPLITS, split_frame
+from reprotext.data.store import read_meta, write_frame
 from reprotext.errors import DataError
-from reprotext.io import atomic_dir, write_json
+from reprotext.io import atomic_dir, sha256_file, write_json
 from reprotext.tracking import stage_run
+
+ROLES = ("source", "target")
 
 
 def main() -> None:
     p = stage.parser(__doc__)
     p.add_argument("--prepared", required=True, help="directory with source.parquet and target.parquet")
     p.add_argument("--out", required=True, help="directory to write <role>/<split>.parquet into")
+    p.add_argument("--report", required=True, help="directory to write data.md and the plots into")
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("split", SplitConfig, args.params)
     with stage_run("split", cfg.model_dump()) as mlflow:
-        parts, metrics = {}, {}
-        for role in ("source", "target"):
+        results, summaries, meta = {}, [], {}
+        for role in ROLES:
             path = Path(args.prepared) / f"{role}.parquet"
             if not path.is_file():
                 raise DataError(f"{path}: prepared data not found; run `dvc repro prepare` first")
-            frame = pd.read_parquet(path)
-            parts[role] = stratified_split(frame, cfg.train, cfg.dev, cfg.test, cfg.seed, where=str(path))
-            metrics[role] = {name: len(part) for name, part in parts[role].items()}
-        with atomic_dir(args.out) as tmp:
-            for role, splits in parts.items():
+            results[role] = split_frame(pd.read_parquet(path), cfg, where=str(path))
+            summaries.append(summarize(role, results[role], read_meta(path)))
+            meta[role] = {"stage": "split", "role": role, "params": cfg.model_dump(), "input_sha256": sha256_file(path)}
+        with atomic_dir(args.out) as tmp, atomic_dir(args.report) as report:
+            for role, result in results.items():
                 (tmp / role).mkdir()
                 for name in SPLITS:
-                    splits[name].to_parquet(tmp / role / f"{name}.parquet", index=False)
+                    write_frame(result.parts[name], tmp / role / f"{name}.parquet", {**meta[role], "split": name})
+            write_report(report, summaries, cfg)
+        metrics = {s.role: s.metrics() for s in summaries}
         write_json(args.metrics, metrics)
-        mlflow.log_metrics({f"{role}/{k}_docs": v for role, m in metrics.items() for k, v in m.items()})
+        mlflow.log_metrics({f"{role}/{k}": v for role, m in metrics.items() for k, v in m.items()})
+        mlflow.log_artifacts(args.report, artifact_path="data_report")
 
 
 if __name__ == "__main__":

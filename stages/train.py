@@ -1,5 +1,8 @@
-"""train: the source-task classifier on BPE ids, initialised from the word2vec pieces, early-stopped on dev loss."""
+"""train: the source-task classifier on BPE ids (encoder chosen by train.model), early-stopped on a dev metric."""
+import contextlib
 from pathlib import Path
+
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
@@ -21,28 +24,34 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--metrics", required=True)
+    p.add_argument("--resume-dir", required=True, help="training state kept between epochs (not a DVC out)")
     args = p.parse_args()
     cfg = load_section("train", TrainConfig, args.params)
-    with stage_run("train", cfg.model_dump()) as mlflow:
+    # Under DDP Lightning re-runs this script once per extra process; only rank 0 tracks and writes.
+    lead = rank_zero_only.rank == 0
+    with stage_run("train", cfg.model_dump()) if lead else contextlib.nullcontext() as mlflow:
         tok = Tokenizer.load(args.tokenizer)
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
         vectors = embeddings.load(args.embeddings, tok.sha256)
         seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
         config = ModelConfig(model=cfg.model, vocab_size=tok.vocab_size, embedding_dim=vectors.shape[1],
-                             labels=tuple(labels), pooling=cfg.pooling, hidden_dim=cfg.hidden_dim,
-                             dropout=cfg.dropout, max_len=cfg.max_len, tokenizer_sha256=tok.sha256)
+                             labels=tuple(labels), hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, max_len=cfg.max_len,
+                             tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,
+                             encoder=cfg.encoder_options())
         model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
-        result = fit(model, train_ds, dev_ds, FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs,
-                                                          cfg.patience, cfg.seed), mlflow)
-        metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
+        if not lead:
+            return
+        metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
         with atomic_dir(args.out) as tmp:
-            save_model(model, tmp, {"best_epoch": result.best_epoch, "train_config": cfg.model_dump()})
+            save_model(model, tmp, {"best_epoch": result.best_epoch, "train_config": cfg.model_dump(mode="json")})
             save_history(result.history, Path(args.history), tmp / "history.png", result.best_epoch,
                          f"train: {cfg.model} on the source task")
         write_json(args.metrics, metrics)
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best/dev/loss": result.best["dev/loss"],
-                            "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds})
+                            "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds,
+                            "resumed_after_epochs": result.resumed_after})
         mlflow.log_artifact(str(Path(args.out) / "history.png"))
         mlflow.log_artifact(args.history)
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+from repo_copy import copy_repo, sh
 
 from reprotext.config import TokenizeConfig
 from reprotext.tokenizer import Tokenizer, train_tokenizer
@@ -43,3 +45,11 @@ def tokenizer(corpus, tmp_path_factory) -> Tokenizer:
     texts, _ = corpus
     extra = ["Привет мир", "日本語のテキスト", "emoji 😀 ok", "שלום עולם"]
     return train_tokenizer(texts + extra, TokenizeConfig(vocab_size=400), tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A git copy of this repository with tiny params, after one real `dvc repro`."""
+    dest = copy_repo(tmp_path_factory.mktemp("pipeline"))
+    sh(["dvc", "repro"], dest)
+    return dest

@@ -2,62 +2,21 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from repo_copy import sh
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["prepare", "split", "tokenize", "embed", "train", "finetune", "evaluate"]
-TINY = {
-    "prepare": {"max_docs": 400},
-    "tokenize": {"vocab_size": 600},
-    "embed": {"dim": 16, "epochs": 1},
-    "train": {"max_epochs": 2, "lr": 0.01},
-    "finetune": {"max_epochs": 2, "lr": 0.01},
-}
 
 pytestmark = pytest.mark.slow
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
-def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A git copy of this repository (what a clone would hold) with tiny params, after one `dvc repro`."""
-    dest = tmp_path_factory.mktemp("pipeline")
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci"]
-    _sh(["git", "init", "-q"], dest)
-    _sh(["git", "add", "-A"], dest)
-    _sh([*git, "commit", "-qm", "tiny"], dest)
-    _sh(["dvc", "repro"], dest)
-    return dest
+@pytest.fixture
+def repo(pipeline: Path) -> Path:
+    return pipeline
 
 
 def test_every_declared_output_exists(repo):
@@ -78,43 +37,49 @@ def test_metrics_files_hold_test_scores(repo):
     assert ev["source"]["test_docs"] == 40  # 10% of 400
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["epochs_run"] == 2 and train["best_epoch"] in (0, 1)
-    shown = _sh(["dvc", "metrics", "show", "--json"], repo).stdout
+    shown = sh(["dvc", "metrics", "show", "--json"], repo).stdout
     assert "macro_f1" in shown
 
 
-def test_one_mlflow_run_per_stage(repo):
+def test_one_mlflow_run_per_stage_under_one_parent(repo):
     client = MlflowClient(f"sqlite:///{repo}/mlflow.db")
     exp = client.get_experiment_by_name("reprotext")
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(STAGES)
+    parents = [r for r in runs if r.data.tags.get("reprotext.parent") == "true"]
+    children = [r for r in runs if r not in parents]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert sorted(r.info.run_name for r in children) == sorted(STAGES)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in runs)
-    by_name = {r.info.run_name: r for r in runs}
+    by_name = {r.info.run_name: r for r in children}
     assert by_name["train"].data.params["train.model"] == "bag"
     assert "dev/loss" in by_name["train"].data.metrics
     assert "source/test/accuracy" in by_name["evaluate"].data.metrics
     history = client.get_metric_history(by_name["train"].info.run_id, "dev/loss")
     assert [m.step for m in history] == [0, 1]
+    # The parent is the experiment's row: every param and every stage's final metrics.
+    assert parent.data.params["train.lr"] == "0.1" and parent.data.params["prepare.max_docs"] == "400"
+    assert "evaluate/source/test/accuracy" in parent.data.metrics and "train/dev/loss" in parent.data.metrics
+    assert {parent.data.tags[f"reprotext.run.{s}"] for s in STAGES} == {by_name[s].info.run_id for s in STAGES}
 
 
 def test_second_repro_is_a_no_op(repo):
-    out = _sh(["dvc", "repro"], repo).stdout
+    out = sh(["dvc", "repro"], repo).stdout
     assert "Running stage" not in out
-    assert json.loads(_sh(["dvc", "status", "--json"], repo).stdout) == {}
+    assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}
 
 
 def test_changing_train_params_reruns_only_downstream(repo):
-    params_path = repo / "params.yaml"
-    original = params_path.read_text()
-    params = yaml.safe_load(original)
-    params["train"]["lr"] = 0.02
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        changed = json.loads(_sh(["dvc", "status", "--json"], repo).stdout)
-        assert sorted(changed) == ["evaluate", "finetune", "train"]
-    finally:
-        params_path.write_text(original)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["lr"] = 0.05
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert sorted(json.loads(sh(["dvc", "status", "--json"], repo).stdout)) == ["train"]
+    out = sh(["dvc", "repro"], repo).stdout
+    ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
+    assert ran == ["train", "finetune", "evaluate"]
 
 
 def test_summary_prints_both_tasks(repo):
-    out = _sh(["reprotext", "summary"], repo).stdout
+    out = sh(["reprotext", "summary"], repo).stdout
     assert "source" in out and "target" in out and "test accuracy" in out

@@ -39,3 +39,93 @@ def test_stage_run_records_params_tags_metrics(tmp_path, monkeypatch):
     assert run.data.tags["reprotext.stage"] == "train" and run.data.tags["dvc.exp_name"] == "exp-1"
     exp = client.get_experiment_by_name(EXPERIMENT)
     assert exp.artifact_location == (tmp_path / "mlartifacts").as_uri()
+
+
+def _pipeline_dir(tmp_path, monkeypatch):
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  a:\n    cmd: x\n    deps: [data.txt]\n    metrics: [{metrics/a.json: {cache: false}}]\n"
+        "  b:\n    cmd: y\n    metrics: [{metrics/b.json: {cache: false}}]\n")
+    (tmp_path / "params.yaml").write_text("a:\n  lr: 0.1\n")
+    (tmp_path / "data.txt").write_text("hello")
+    (tmp_path / "metrics").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    return MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def _run_stage(name, value, tmp_path):
+    with stage_run(name, {"k": value}):
+        (tmp_path / "metrics" / f"{name}.json").write_text(f'{{"dev": {{"acc": {value}}}}}')
+        return mlflow.active_run().info.run_id
+
+
+def test_stages_nest_under_one_parent_with_all_params_and_metrics(tmp_path, monkeypatch):
+    client = _pipeline_dir(tmp_path, monkeypatch)
+    a, b = _run_stage("a", 0.5, tmp_path), _run_stage("b", 0.7, tmp_path)
+    parent_id = client.get_run(a).data.tags["mlflow.parentRunId"]
+    assert client.get_run(b).data.tags["mlflow.parentRunId"] == parent_id
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params == {"a.lr": "0.1"}
+    assert parent.data.metrics == {"a/dev/acc": 0.5, "b/dev/acc": 0.7}
+    assert parent.data.tags["reprotext.run.a"] == a and parent.data.tags["reprotext.run.b"] == b
+    assert client.get_run(a).data.tags["reprotext.input.data.txt"]
+
+
+def test_a_cached_stage_is_linked_to_the_run_that_produced_it(tmp_path, monkeypatch):
+    client = _pipeline_dir(tmp_path, monkeypatch)
+    a = _run_stage("a", 0.5, tmp_path)
+    _run_stage("b", 0.7, tmp_path)
+    (tmp_path / "params.yaml").write_text("a:\n  lr: 0.1\nb:\n  k: 2\n")  # a new pipeline execution
+    b2 = _run_stage("b", 0.9, tmp_path)  # "a" was skipped by DVC: its metrics file is the old one
+    new_parent = client.get_run(client.get_run(b2).data.tags["mlflow.parentRunId"])
+    assert new_parent.data.metrics == {"a/dev/acc": 0.5, "b/dev/acc": 0.9}
+    assert new_parent.data.tags["reprotext.run.a"] == a and new_parent.data.tags["reprotext.run.b"] == b2
+    assert new_parent.data.params == {"a.lr": "0.1", "b.k": "2"}
+
+
+def test_dvc_experiment_name_keys_the_parent(tmp_path, monkeypatch):
+    client = _pipeline_dir(tmp_path, monkeypatch)
+    monkeypatch.setenv("DVC_EXP_NAME", "lucky-dog")
+    a = _run_stage("a", 0.5, tmp_path)
+    parent = client.get_run(client.get_run(a).data.tags["mlflow.parentRunId"])
+    assert parent.info.run_name == "lucky-dog" and parent.data.tags["dvc.exp_name"] == "lucky-dog"
+
+
+def test_a_failing_stage_marks_the_parent_failed(tmp_path, monkeypatch):
+    client = _pipeline_dir(tmp_path, monkeypatch)
+    try:
+        with stage_run("a", {}):
+            run_id = mlflow.active_run().info.run_id
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert client.get_run(run.data.tags["mlflow.parentRunId"]).info.status == "FAILED"
+
+
+def test_queued_experiment_copies_log_to_the_repository_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from reprotext.tracking import store_root
+
+    assert store_root(tmp_path / ".dvc" / "tmp" / "exps" / "tmpab12") == tmp_path
+    assert tracking_uri(tmp_path / ".dvc" / "tmp" / "exps" / "tmpab12") == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_passwords_are_redacted():
+    from reprotext.tracking import redact
+
+    assert redact("postgresql://bob:s3cret@db:5432/mlflow") == "postgresql://bob:***@db:5432/mlflow"
+    assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_stage_outside_a_pipeline_root_still_logs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no dvc.yaml, no params.yaml
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    with stage_run("a", {"k": 1}):
+        run_id = mlflow.active_run().info.run_id
+    assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).info.status == "FINISHED"

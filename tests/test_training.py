@@ -1,11 +1,24 @@
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from reprotext.errors import DataError
+from ddp_fit import word_task
+from reprotext.config import TrainConfig, parse_section
+from reprotext.errors import ConfigError, DataError
 from reprotext.models import Classifier, ModelConfig
 from reprotext.tokenizer import PAD, TokenArray
-from reprotext.training import FitSettings, TokenDataset, collate, encode_labels, fit, seed_everything
+from reprotext.training import (ClassifierModule, FitSettings, TokenDataset, collate, encode_labels, fit,
+                                seed_everything)
+from reprotext.training.history import save_history
+from reprotext.training.module import lr_factor
 
 
 def test_collate_right_pads_to_the_longest():
@@ -31,14 +44,24 @@ def _task(corpus, tokenizer):
     y = encode_labels(labels, known, "corpus")
     cut = int(0.7 * len(texts))
     train = TokenDataset(TokenArray(arr.ids, arr.offsets[: cut + 1]), y[:cut], 64)
-    dev = TokenDataset(TokenArray(arr.ids, arr.offsets[cut:] ), y[cut:], 64)
+    dev = TokenDataset(TokenArray(arr.ids, arr.offsets[cut:]), y[cut:], 64)
     return train, dev, known
+
+
+def _settings(**overrides) -> FitSettings:
+    base = FitSettings(lr=0.05, weight_decay=0, batch_size=16, max_epochs=3, patience=3, seed=0, progress_bar=False)
+    return replace(base, **overrides)
+
+
+def _bag(vocab_size: int, known, **overrides) -> Classifier:
+    seed_everything(0)
+    return Classifier(ModelConfig("bag", vocab_size, 16, tuple(known), **overrides))
 
 
 def test_fit_learns_a_separable_task(corpus, tokenizer):
     train, dev, known = _task(corpus, tokenizer)
     model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known)))
-    result = fit(model, train, dev, FitSettings(lr=0.05, weight_decay=0, batch_size=16, max_epochs=8, patience=3, seed=0))
+    result = fit(model, train, dev, _settings(max_epochs=8))
     assert result.best["dev/accuracy"] > 0.9
     assert {"train/loss", "dev/loss", "train/accuracy", "dev/accuracy"} <= set(result.history[0])
 
@@ -49,8 +72,7 @@ def test_early_stopping_restores_the_best_epoch(corpus, tokenizer):
     train, dev, known = _task(corpus, tokenizer)
     small = TokenDataset(TokenArray(train.tokens.ids, train.tokens.offsets[:13]), train.labels[:12], 64)
     model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 32, tuple(known), hidden_dim=256))
-    settings = FitSettings(lr=0.05, weight_decay=0, batch_size=4, max_epochs=40, patience=2, seed=0)
-    result = fit(model, small, dev, settings)
+    result = fit(model, small, dev, _settings(batch_size=4, max_epochs=40, patience=2))
     losses = [row["dev/loss"] for row in result.history]
     assert len(losses) < 40, "early stopping never fired"
     assert result.best_epoch == int(np.argmin(losses)) < len(losses) - 1
@@ -61,12 +83,174 @@ def test_early_stopping_restores_the_best_epoch(corpus, tokenizer):
     assert loss == pytest.approx(min(losses), rel=1e-4)
 
 
+def test_min_delta_and_an_accuracy_monitor():
+    # Accuracy cannot rise by 0.5 after the first epoch, so no later epoch counts as better.
+    train, dev, known, vocab = word_task()
+    result = fit(_bag(vocab, known), train, dev,
+                 _settings(monitor="dev/accuracy", mode="max", min_delta=0.5, patience=2, max_epochs=10))
+    assert len(result.history) == 3 and result.best_epoch == 0
+
+
 def test_same_seed_same_result(corpus, tokenizer):
     train, dev, known = _task(corpus, tokenizer)
-    settings = FitSettings(lr=0.05, weight_decay=0, batch_size=16, max_epochs=2, patience=3, seed=7)
     runs = []
     for _ in range(2):
         seed_everything(7)
-        model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known)))
-        runs.append(fit(model, train, dev, settings).history)
+        model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known), dropout=0.3))
+        runs.append(fit(model, train, dev, _settings(max_epochs=2, seed=7)).history)
     assert runs[0] == runs[1]
+
+
+def _penalised_weights(model: Classifier) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters() if p.ndim >= 2])
+
+
+def test_l1_zeroes_weights_and_l2_shrinks_them():
+    train, dev, known, vocab = word_task()
+    runs = {}
+    for name, l1, l2 in (("none", 0.0, 0.0), ("l1", 1e-3, 0.0), ("l2", 0.0, 1e-3)):
+        model = _bag(vocab, known, hidden_dim=16)
+        result = fit(model, train, dev, _settings(lr=0.02, l1=l1, l2=l2, max_epochs=5, patience=5))
+        runs[name] = (_penalised_weights(model), result.history[-1])
+    near_zero = {k: float((w.abs() < 1e-2).float().mean()) for k, (w, _) in runs.items()}
+    assert near_zero["l1"] > 3 * near_zero["none"]
+    assert runs["l2"][0].norm() < 0.8 * runs["none"][0].norm()
+    # Each penalty is its own logged term, next to the (unpenalised) cross-entropy.
+    assert runs["l1"][1]["train/l1_penalty"] > 0 and "train/l2_penalty" not in runs["l1"][1]
+    assert runs["l2"][1]["train/l2_penalty"] > 0 and "train/l1_penalty" not in runs["none"][1]
+
+
+def test_history_has_lr_and_weight_norms_and_is_saved(tmp_path):
+    train, dev, known, vocab = word_task()
+    result = fit(_bag(vocab, known, hidden_dim=8), train, dev, _settings(schedule="linear", warmup=0.2, max_epochs=3))
+    row = result.history[-1]
+    for layer in ("encoder.embedding", "head.net.1.0", "head.net.2"):
+        assert row[f"weights/{layer}/l1"] > row[f"weights/{layer}/l2"] > 0
+    lrs = [r["train/lr"] for r in result.history]
+    assert lrs[0] > lrs[1] > lrs[2] >= 0  # past the warmup, the linear decay
+    save_history(result.history, tmp_path / "h.csv", tmp_path / "h.png", result.best_epoch, "t")
+    frame = pd.read_csv(tmp_path / "h.csv")
+    assert list(frame.columns[:5]) == ["epoch", "train/loss", "dev/loss", "train/accuracy", "dev/accuracy"]
+    assert "train/lr" in frame and len(frame) == 3
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lr_schedules():
+    warm = [lr_factor("constant", 4, 20)(s) for s in range(6)]
+    assert warm == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    linear, cosine = lr_factor("linear", 0, 10), lr_factor("cosine", 0, 10)
+    assert [linear(s) for s in (0, 5, 10)] == [1.0, 0.5, 0.0]
+    assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
+    assert cosine(2) > linear(2) and cosine(8) < linear(8)
+
+
+@pytest.mark.parametrize("mode, steps_per_epoch", [("minibatch", 3), ("sgd", 12), ("full", 1)])
+def test_gradient_descent_modes_take_their_steps(mode, steps_per_epoch):
+    train, dev, known, vocab = word_task(train_docs=12)
+    result = fit(_bag(vocab, known), train, dev, _settings(gd_mode=mode, batch_size=5, max_epochs=2, patience=5))
+    assert result.steps == 2 * steps_per_epoch
+
+
+def test_full_batch_step_follows_the_gradient_of_the_whole_training_set():
+    # One plain SGD step with lr 1 in "full" mode (micro-batches 5 + 5 + 2) moves the
+    # weights by minus the gradient of the mean loss over all 12 documents.
+    train, dev, known, vocab = word_task(train_docs=12)
+    model = _bag(vocab, known, hidden_dim=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids, y = collate([train[i] for i in range(len(train))])
+    torch.nn.functional.cross_entropy(model(ids), y).backward()
+    expected = {k: -p.grad for k, p in model.named_parameters()}
+    fit(model, train, dev, _settings(gd_mode="full", batch_size=5, max_epochs=1, optimizer="sgd", momentum=0.0, lr=1.0))
+    for name, step in expected.items():
+        torch.testing.assert_close(model.state_dict()[name] - before[name], step, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_norm_survives_a_lone_leftover_example():
+    train, dev, known, vocab = word_task(train_docs=11)  # 11 = 2 * 5 + 1
+    result = fit(_bag(vocab, known, hidden_dim=8, batch_norm=True), train, dev, _settings(batch_size=5, max_epochs=1))
+    assert result.steps == 2
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL in the middle of an epoch."""
+
+
+def test_kill_and_resume_reaches_the_same_result(tmp_path, monkeypatch):
+    train, dev, known, vocab = word_task()
+    settings = _settings(lr=0.02, max_epochs=6, patience=6)
+    reference = _bag(vocab, known, dropout=0.3)
+    expected = fit(reference, train, dev, settings)
+
+    def die_in_epoch_4(module, *args):
+        if module.current_epoch == 3:
+            raise Killed
+
+    monkeypatch.setattr(ClassifierModule, "on_train_batch_start", die_in_epoch_4)
+    with pytest.raises(Killed):
+        fit(_bag(vocab, known, dropout=0.3), train, dev, settings, resume_dir=tmp_path / "resume")
+    assert (tmp_path / "resume" / "last.ckpt").is_file()
+    monkeypatch.undo()
+
+    resumed_model = _bag(vocab, known, dropout=0.3)
+    resumed = fit(resumed_model, train, dev, settings, resume_dir=tmp_path / "resume")
+    assert resumed.resumed_after == 3 and resumed.steps == expected.steps
+    assert resumed.history == expected.history and resumed.best_epoch == expected.best_epoch
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed_model.state_dict()[name], value, rtol=0, atol=0)
+    assert not (tmp_path / "resume").exists()  # removed after a successful run
+
+
+def test_stale_or_corrupt_resume_state_is_not_resumed(tmp_path, monkeypatch):
+    train, dev, known, vocab = word_task()
+    settings = _settings(max_epochs=3)
+
+    def die_in_epoch_2(module, *args):
+        if module.current_epoch == 1:
+            raise Killed
+
+    monkeypatch.setattr(ClassifierModule, "on_train_batch_start", die_in_epoch_2)
+    with pytest.raises(Killed):
+        fit(_bag(vocab, known), train, dev, settings, resume_dir=tmp_path)
+    monkeypatch.undo()
+    # Another learning rate: another run, whose history must not start from the killed one.
+    other = fit(_bag(vocab, known), train, dev, replace(settings, lr=0.01), resume_dir=tmp_path)
+    assert other.resumed_after == 0 and len(other.history) == 3
+    monkeypatch.setattr(ClassifierModule, "on_train_batch_start", die_in_epoch_2)
+    with pytest.raises(Killed):
+        fit(_bag(vocab, known), train, dev, settings, resume_dir=tmp_path)
+    monkeypatch.undo()
+    (tmp_path / "last.ckpt").write_bytes(b"truncated")
+    again = fit(_bag(vocab, known), train, dev, settings, resume_dir=tmp_path)
+    assert again.resumed_after == 0 and len(again.history) == 3
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_matches_one(tmp_path):
+    # Lightning's DDP launcher re-runs the script for rank 1 (gloo on CPU); each process
+    # takes every other example of the epoch's permutation, half the global batch.
+    script = Path(__file__).with_name("ddp_fit.py")
+    for devices in (1, 2):
+        proc = subprocess.run([sys.executable, str(script), str(devices), str(tmp_path / f"{devices}.json")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = (json.loads((tmp_path / f"{d}.json").read_text()) for d in (1, 2))
+    assert one["steps"] == two["steps"] == 3 * math.ceil(126 / 16)
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert b["dev/loss"] == pytest.approx(a["dev/loss"], rel=1e-4)
+        assert b["dev/accuracy"] == pytest.approx(a["dev/accuracy"], abs=1e-6)
+
+
+def test_train_config_checks_combinations():
+    assert parse_section("train", {}) == TrainConfig()
+    cnn = parse_section("train", {"model": "cnn", "cnn": {"widths": [2, 3]}})
+    assert cnn.encoder_options() == {"widths": [2, 3], "filters": 100}
+    bad = [({"monitor": "dev/accuracy"}, "set train.mode: max"),
+           ({"model": "transformer"}, "lower train.max_len"),
+           ({"batch_norm": True, "gd_mode": "sgd"}, "batch norm needs batches"),
+           ({"devices": 0}, "fix train.devices"),
+           ({"rnn": {"cell": "tanh"}}, "train.rnn.cell"),
+           ({"pooling": "mean"}, "unknown key 'train.pooling'")]
+    for values, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse_section("train", values)
+    assert parse_section("train", {"model": "transformer", "max_len": 512}).encoder_options()["max_positions"] == 512

@@ -25,18 +25,38 @@ class PrepareConfig(_Section):
 
     source: str = "builtin:20newsgroups"
     target: str = "builtin:reuters-r8"
+    # Unlabeled text for tokenizer/embeddings: a .txt (one document per line) or a table's text_column.
+    unlabeled: str | None = None
+    # Column names in a user's file (builtin corpora have fixed columns and their official split).
     text_column: str = "text"
     label_column: str = "label"
+    split_column: str | None = None
+    group_column: str | None = None
+    encoding: str = "utf-8"
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
     lowercase: bool = False
     min_chars: int = Field(1, ge=1)
     # Take at most this many documents per dataset (stratified, seeded): quick trials.
     max_docs: int | None = Field(None, ge=2)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _encoding_is_known(self) -> "PrepareConfig":
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"prepare.encoding {self.encoding!r} is not a known text encoding; "
+                             "use a Python codec name such as utf-8, latin-1 or cp1252") from None
+        return self
+
 
 class SplitConfig(_Section):
-    """Stratified, seeded train/dev/test split."""
+    """Seeded train/dev/test split: stratified over all documents, or the dataset's own split."""
 
+    # predefined: keep the prepared split column; dev is carved from train at dev / (train + dev).
+    method: Literal["stratified", "predefined"] = "stratified"
     train: float = Field(0.7, gt=0, lt=1)
     dev: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.1, gt=0, lt=1)
@@ -47,7 +67,8 @@ class SplitConfig(_Section):
         total = self.train + self.dev + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(
-                f"split ratios train+dev+test must sum to 1, got {self.train}+{self.dev}+{self.test}={total:g}"
+                f"split ratios train+dev+test must sum to 1, got {self.train}+{self.dev}+{self.test}={total:g}; "
+                "adjust split.train, split.dev and split.test"
             )
         return self
 
@@ -64,15 +85,30 @@ class TokenizeConfig(_Section):
     max_sentence_length: int = Field(4096, ge=64)
     # At most this many training chunks are sampled (seeded) for training.
     input_sentence_size: int = Field(2_000_000, ge=100)
+    # Pieces never split, at ids 6, 7, ... after the fixed specials (pad, unk, bos, eos, [CLS], [MASK]).
+    extra_symbols: tuple[str, ...] = ()
     seed: int = 0
     threads: int = Field(2, ge=1)
 
     @model_validator(mode="after")
+    def _extra_symbols_are_new_pieces(self) -> "TokenizeConfig":
+        taken = {"<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[MASK]"}
+        for symbol in self.extra_symbols:
+            if not symbol or any(c.isspace() for c in symbol):
+                raise ValueError(f"extra symbol {symbol!r} is empty or holds whitespace; use one word such as [SEP]")
+            if symbol in taken:
+                raise ValueError(f"extra symbol {symbol!r} is already a special piece or listed twice; remove it")
+            taken.add(symbol)
+        return self
+
+    @model_validator(mode="after")
     def _vocab_holds_the_fixed_pieces(self) -> "TokenizeConfig":
-        # 6 special pieces, and the 256 byte pieces when byte fallback is on.
-        fixed = 6 + (256 if self.byte_fallback else 0)
+        # 6 special pieces, the extra symbols, and the 256 byte pieces when byte fallback is on.
+        extra = len(self.extra_symbols)
+        fixed = 6 + extra + (256 if self.byte_fallback else 0)
         if self.vocab_size <= fixed:
             raise ValueError(f"vocab_size must exceed the {fixed} fixed pieces (6 specials"
+                             f"{f' + {extra} extra symbols' if extra else ''}"
                              f"{' + 256 bytes for byte_fallback' if self.byte_fallback else ''}); raise it")
         return self
 
@@ -89,24 +125,110 @@ class EmbedConfig(_Section):
     sample: float = Field(1e-3, ge=0)
     workers: int = Field(1, ge=1)
     seed: int = 0
+    # Words whose nearest pieces the report lists (a word's vector is the mean of its pieces' vectors).
+    probes: tuple[str, ...] = ("god", "car", "space", "computer", "oil", "game", "bank", "windows")
+
+
+class BagOptions(_Section):
+    """train.bag: fastText-style bag of piece embeddings."""
+
+    pooling: Literal["mean", "max"] = "mean"
+    bigram_buckets: int = Field(0, ge=0)  # hashed bigram vectors; 0 = unigrams only
+
+
+class FFNNOptions(_Section):
+    """train.ffnn: Bengio-style feed-forward network over the first ``window`` pieces."""
+
+    window: int = Field(256, ge=1)
+    proj_dim: int = Field(64, ge=1)  # each position's shared projection, concatenated: window * proj_dim inputs
+    hidden: tuple[int, ...] = (256,)
+
+
+class CNNOptions(_Section):
+    """train.cnn: Kim-style convolutions with max-over-time pooling."""
+
+    widths: tuple[int, ...] = Field((3, 4, 5), min_length=1)
+    filters: int = Field(100, ge=1)  # per width
+
+
+class RNNOptions(_Section):
+    """train.rnn: a (bidirectional) LSTM or GRU."""
+
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = Field(128, ge=1)
+    layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    pooling: Literal["max", "mean", "last"] = "max"
+
+
+class TransformerOptions(_Section):
+    """train.transformer: pre-LN self-attention blocks over at most 512 positions."""
+
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)  # must divide embed.dim
+    ff_dim: int = Field(256, ge=1)
+    pooling: Literal["cls", "mean"] = "cls"
+    max_positions: int = Field(512, ge=1, le=512)
 
 
 class TrainConfig(_Section):
-    """The source-task classifier."""
+    """The source-task classifier: encoder, head, regularisation, optimisation, early stopping, devices."""
 
-    model: Literal["bag"] = "bag"
-    pooling: Literal["mean", "max"] = "mean"
+    model: Literal["bag", "ffnn", "cnn", "rnn", "transformer"] = "bag"
     embeddings: Literal["pretrained", "random"] = "pretrained"
     freeze_embeddings: bool = False
+    max_len: int = Field(1024, ge=1)
+    bag: BagOptions = BagOptions()
+    ffnn: FFNNOptions = FFNNOptions()
+    cnn: CNNOptions = CNNOptions()
+    rnn: RNNOptions = RNNOptions()
+    transformer: TransformerOptions = TransformerOptions()
     hidden_dim: int = Field(0, ge=0)
     dropout: float = Field(0.2, ge=0, lt=1)
-    max_len: int = Field(1024, ge=1)
-    batch_size: int = Field(32, ge=1)
+    dropconnect: float = Field(0.0, ge=0, lt=1)
+    batch_norm: bool = False
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    grad_clip: float = Field(0.0, ge=0)
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup: float = Field(0.0, ge=0, lt=1)
+    gd_mode: Literal["minibatch", "sgd", "full"] = "minibatch"
+    batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(15, ge=1)
+    monitor: Literal["dev/loss", "dev/accuracy"] = "dev/loss"
+    mode: Literal["min", "max"] = "min"
     patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    accelerator: str = "cpu"
+    devices: int | Literal["auto"] | list[int] = 1
+    strategy: str = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
+    num_nodes: int = Field(1, ge=1)
+    deterministic: bool | Literal["warn"] = True
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.mode != ("min" if self.monitor == "dev/loss" else "max"):
+            raise ValueError(f"monitor {self.monitor} improves when it goes {'down' if self.monitor == 'dev/loss' else 'up'}; "
+                             f"set train.mode: {'min' if self.monitor == 'dev/loss' else 'max'}")
+        if self.model == "transformer" and self.max_len > self.transformer.max_positions:
+            raise ValueError(f"max_len {self.max_len} exceeds the transformer's {self.transformer.max_positions} positions; "
+                             "lower train.max_len")
+        if isinstance(self.devices, int) and self.devices < 1:
+            raise ValueError(f"devices {self.devices} must be >= 1, 'auto' or a list of device indices; fix train.devices")
+        if self.batch_norm and (self.gd_mode == "sgd" or self.batch_size == 1):
+            raise ValueError("batch norm needs batches of more than one example; "
+                             "set train.batch_norm: false or use gd_mode minibatch/full with batch_size > 1")
+        return self
+
+    def encoder_options(self) -> dict:
+        """The chosen encoder's own options as JSON values (stored in the model config)."""
+        return getattr(self, self.model).model_dump(mode="json")
 
 
 class FinetuneConfig(_Section):
@@ -169,9 +291,10 @@ def parse_section(name: str, values: dict | None, where: str = "params.yaml") ->
             key = str(err["loc"][-1])
             hint = _did_you_mean(key, cls.model_fields)
             raise ConfigError(f"{where}: unknown key {loc!r}{hint or '; valid keys: ' + ', '.join(cls.model_fields)}") from exc
-        got = err.get("input")
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {loc} = {got!r}: {msg}") from exc
+        if not err["loc"]:  # a whole-section check (e.g. ratios that must sum to 1): the message says it all
+            raise ConfigError(f"{where}: {name}: {msg}") from exc
+        raise ConfigError(f"{where}: {loc} = {err.get('input')!r}: {msg}") from exc
 
 
 def load_section(name: str, cls: type[S], path: str | Path = "params.yaml") -> S:

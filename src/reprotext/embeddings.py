@@ -1,4 +1,4 @@
-"""word2vec over BPE pieces (gensim), aligned row-for-row with the tokenizer ids.
+"""word2vec over BPE pieces (gensim), aligned row-for-row with the tokenizer ids, and its intrinsic evaluation.
 
 The seminar's fastText idea: a word's pieces get vectors from their contexts,
 and those vectors initialise the classifier's embedding layer
@@ -7,18 +7,19 @@ and those vectors initialise the classifier's embedding layer
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from reprotext.config import EmbedConfig
-from reprotext.errors import ArtifactError
+from reprotext.errors import ArtifactError, DataError
 from reprotext.io import FORMAT_VERSION, read_json, write_json
-from reprotext.tokenizer import PAD, TokenArray
+from reprotext.tokenizer import PAD, TokenArray, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,17 @@ VECTORS_FILE, META_FILE = "vectors.npy", "meta.json"
 # gensim truncates sentences longer than this (its MAX_WORDS_IN_BATCH); longer
 # documents are cut into consecutive chunks instead of losing their tails.
 GENSIM_MAX_SENTENCE = 10_000
+INIT_UNSEEN = "normal(0, s^2), s the std of the trained vectors' entries; pad row zero"
+# The word-similarity benchmarks that ship inside the gensim wheel (gensim/test/test_data).
+SIMILARITY_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
 
 class PieceCorpus:
-    """Restartable iterable of piece-string sentences over token arrays (gensim reads it once per epoch)."""
+    """Restartable iterable of documents as lists of piece strings (gensim reads it once per epoch).
+
+    Strings, as gensim documents: with int keys its negative-sampling table
+    (``make_cum_table``) would look counts up by key where it means by index.
+    """
 
     def __init__(self, arrays: Sequence[TokenArray], pieces: Sequence[str]):
         self.arrays = arrays
@@ -37,10 +45,11 @@ class PieceCorpus:
 
     def __iter__(self) -> Iterator[list[str]]:
         for arr in self.arrays:
-            for i in range(len(arr)):
-                doc = arr[i]
-                for start in range(0, len(doc), GENSIM_MAX_SENTENCE):
-                    yield self.pieces[doc[start:start + GENSIM_MAX_SENTENCE]].tolist()
+            ids = np.asarray(arr.ids)  # a plain view of the memory map: slicing a np.memmap costs more
+            bounds = arr.offsets.tolist()
+            for start, end in zip(bounds[:-1], bounds[1:]):
+                for s in range(start, end, GENSIM_MAX_SENTENCE):
+                    yield self.pieces[ids[s:min(s + GENSIM_MAX_SENTENCE, end)]].tolist()
 
     def n_tokens(self) -> int:
         return int(sum(a.offsets[-1] for a in self.arrays))
@@ -49,77 +58,258 @@ class PieceCorpus:
 @dataclass
 class EmbedResult:
     vectors: np.ndarray  # (V, D) float32, row i = tokenizer id i
-    trained_rows: int
-    random_rows: int
-    losses: list[float]
-    words_per_second: float
+    trained: np.ndarray  # (V,) bool: the row was learnt by word2vec, not initialised at random
+    losses: list[float]  # word2vec loss per token, one per epoch
+    seconds: float  # training time (vocabulary scan excluded)
+    effective_tokens: int  # tokens trained on after subsampling, all epochs
+
+    @property
+    def trained_rows(self) -> int:
+        return int(self.trained.sum())
+
+    @property
+    def random_rows(self) -> int:
+        return len(self.trained) - self.trained_rows - 1  # the pad row is neither
+
+    def tokens_per_second(self, corpus_tokens: int) -> float:
+        """Raw corpus tokens per second of training, all epochs."""
+        return corpus_tokens * len(self.losses) / max(self.seconds, 1e-9)
 
 
-def train_embeddings(corpus: PieceCorpus, cfg: EmbedConfig) -> EmbedResult:
+def train_embeddings(corpus: PieceCorpus, cfg: EmbedConfig, progress: bool = True) -> EmbedResult:
     """Train word2vec on ``corpus`` and align its vectors to the tokenizer ids."""
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
-    class _Progress(CallbackAny2Vec):
+    bar = tqdm(total=corpus.n_tokens() * cfg.epochs, desc="word2vec", unit="tok", unit_scale=True, disable=not progress)
+    lock = threading.Lock()
+    epoch_loss = [0.0]
+
+    class _Word2Vec(Word2Vec):
+        """Word2Vec that banks its loss after every job and advances the progress bar.
+
+        gensim sums the loss of a whole ``train()`` call in float32, so past
+        ~1e7 a job's contribution is rounded away (gensim issue #2617); moving it
+        into a float64 total after each job keeps every float32 sum small. Exact
+        with one worker; with several, jobs race on the shared total, as in
+        gensim itself.
+        """
+
+        def _do_train_job(self, sentences, alpha, inits):  # gensim 4.4's private hook, called once per job
+            tally, raw_tally = super()._do_train_job(sentences, alpha, inits)
+            with lock:
+                epoch_loss[0] += self.running_training_loss
+                self.running_training_loss = 0.0
+            bar.update(raw_tally)
+            return tally, raw_tally
+
+    class _EpochLoss(CallbackAny2Vec):
         def __init__(self) -> None:
-            self.bar = tqdm(total=cfg.epochs, desc="word2vec", unit="epoch")
             self.losses: list[float] = []
-            self._last = 0.0
 
         def on_epoch_end(self, model) -> None:
-            cum = model.get_latest_training_loss()  # cumulative over epochs
-            self.losses.append(cum - self._last)
-            self._last = cum
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{self.losses[-1]:.3g}")
+            self.losses.append(epoch_loss[0] / max(corpus.n_tokens(), 1))
+            epoch_loss[0] = 0.0
+            bar.set_postfix(loss=f"{self.losses[-1]:.4g}")
 
-    progress = _Progress()
-    model = Word2Vec(
+    model = _Word2Vec(
         vector_size=cfg.dim, window=cfg.window, negative=cfg.negative, hs=0,
         sg=1 if cfg.algorithm == "skipgram" else 0, min_count=cfg.min_count, sample=cfg.sample,
         workers=cfg.workers, seed=cfg.seed, compute_loss=True,
     )
     model.build_vocab(corpus)
     if len(model.wv) == 0:
-        raise ArtifactError(f"word2vec vocabulary is empty: no piece occurs embed.min_count={cfg.min_count} times")
+        bar.close()
+        raise DataError(f"word2vec vocabulary is empty: no piece occurs embed.min_count={cfg.min_count} times; "
+                        "lower embed.min_count or add training text")
+    callback = _EpochLoss()
     start = time.perf_counter()
-    model.train(corpus, total_examples=model.corpus_count, epochs=cfg.epochs, callbacks=[progress], compute_loss=True)
-    elapsed = time.perf_counter() - start
-    progress.bar.close()
+    effective, _ = model.train(corpus, total_examples=model.corpus_count, epochs=cfg.epochs, callbacks=[callback],
+                               compute_loss=True)
+    seconds = time.perf_counter() - start
+    bar.close()
     vectors, trained = align(model.wv, corpus.pieces.tolist(), cfg.seed)
-    return EmbedResult(vectors, trained, len(vectors) - trained - 1, progress.losses,
-                       corpus.n_tokens() * cfg.epochs / max(elapsed, 1e-9))
+    return EmbedResult(vectors, trained, callback.losses, seconds, int(effective))
 
 
-def align(wv, pieces: Sequence[str], seed: int) -> tuple[np.ndarray, int]:
-    """A (V, D) matrix whose row i is the vector of piece i.
+def align(wv, pieces: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (V, D) matrix whose row i is the vector of piece i, and the (V,) mask of trained rows.
 
-    Pieces word2vec never saw (specials, rare pieces under min_count) get
-    N(0, s^2) rows, s the per-dimension std of the trained vectors, so they sit
-    at the scale of the trained ones; the pad row is zero.
+    Pieces word2vec never saw (the specials, pieces under min_count) get
+    N(0, s^2) rows, s the std of the trained vectors' entries, so they start at
+    the scale of the trained ones and the classifier learns them; the pad row
+    is zero.
     """
-    dim = wv.vector_size
     rng = np.random.default_rng(seed)
-    std = float(wv.vectors.std())
-    out = rng.normal(0.0, std, size=(len(pieces), dim)).astype(np.float32)
-    trained = 0
-    for i, piece in enumerate(pieces):
-        idx = wv.key_to_index.get(piece)
-        if idx is not None and i != PAD:
-            out[i] = wv.vectors[idx]
-            trained += 1
-    out[PAD] = 0.0
+    out = rng.normal(0.0, float(wv.vectors.std()), size=(len(pieces), wv.vector_size)).astype(np.float32)
+    row = {piece: i for i, piece in enumerate(pieces)}
+    ids = np.fromiter((row[key] for key in wv.index_to_key), dtype=np.int64, count=len(wv))
+    out[ids] = wv.vectors
+    trained = np.zeros(len(pieces), dtype=bool)
+    trained[ids] = True
+    out[PAD], trained[PAD] = 0.0, False
     return out, trained
 
 
-def nearest(vectors: np.ndarray, row: int, k: int = 5) -> list[int]:
-    """Ids of the ``k`` rows most cosine-similar to ``row`` (itself first when trained)."""
-    norms = np.linalg.norm(vectors, axis=1) + 1e-12
-    sims = vectors @ vectors[row] / (norms * norms[row])
+def nearest(vectors: np.ndarray, query: np.ndarray, k: int = 5, candidates: np.ndarray | None = None) -> list[int]:
+    """Ids of the ``k`` rows most cosine-similar to the (D,) ``query``, among the (V,) bool ``candidates`` if given."""
+    sims = _cosines(vectors, query)
+    if candidates is not None:
+        sims = np.where(candidates, sims, -np.inf)
+        k = min(k, int(candidates.sum()))
     return np.argsort(-sims, kind="stable")[:k].tolist()
 
 
+def _cosines(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query) + 1e-12
+    return vectors @ query / norms
+
+
+def word_ids(tok: Tokenizer, words: Sequence[str], trained: np.ndarray) -> dict[str, list[int] | None]:
+    """Each word's piece ids, or None when a piece was not trained.
+
+    A word is tried as written, then lowercased, so one list of words serves a
+    cased and a lowercased corpus.
+    """
+    forms = sorted({f for w in words for f in (w, w.lower())})
+    encoded = dict(zip(forms, tok.encode(forms)))
+    out: dict[str, list[int] | None] = {}
+    for word in words:
+        out[word] = next((encoded[f] for f in (word, word.lower()) if encoded[f] and trained[encoded[f]].all()), None)
+    return out
+
+
+def word_vector(vectors: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """A word's vector: the mean of its pieces' vectors."""
+    return vectors[list(ids)].mean(axis=0)
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Agreement of word-vector cosines with human similarity judgements."""
+
+    spearman: float | None  # over the covered pairs; None with fewer than 3 or constant scores
+    pairs: int
+    covered: float  # share of pairs whose two words consist of trained pieces only
+    whole_words: float  # share of pairs whose two words are each one trained piece (word2vec's own coverage)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, float]]:
+    """(word, word, human score) rows of a tab-separated similarity file; ``#`` lines are comments."""
+    pairs = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            a, b, score = line.split("\t")[:3]
+            pairs.append((a, b, float(score)))
+    return pairs
+
+
+def similarity(vectors: np.ndarray, trained: np.ndarray, tok: Tokenizer,
+               pairs: Sequence[tuple[str, str, float]]) -> Similarity:
+    """Spearman correlation between human scores and the cosines of the words' vectors, on covered pairs."""
+    from scipy.stats import spearmanr
+
+    ids = word_ids(tok, [w for a, b, _ in pairs for w in (a, b)], trained)
+    human, model = [], []
+    whole = 0
+    for a, b, score in pairs:
+        ia, ib = ids[a], ids[b]
+        if ia is not None and ib is not None:
+            va, vb = word_vector(vectors, ia), word_vector(vectors, ib)
+            model.append(float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12)))
+            human.append(score)
+            whole += len(ia) == len(ib) == 1
+    rho = None
+    if len(human) >= 3 and len(set(model)) > 1 and len(set(human)) > 1:
+        rho = float(spearmanr(human, model).statistic)
+    n = max(len(pairs), 1)
+    return Similarity(rho, len(pairs), len(human) / n, whole / n)
+
+
+def similarity_benchmarks(vectors: np.ndarray, trained: np.ndarray, tok: Tokenizer) -> dict[str, Similarity]:
+    """:func:`similarity` on every file of :data:`SIMILARITY_FILES`, found with gensim's ``datapath``."""
+    from gensim.test.utils import datapath
+
+    out = {}
+    for name, filename in SIMILARITY_FILES.items():
+        path = Path(datapath(filename))
+        if not path.is_file():
+            raise DataError(f"{path}: gensim's word-similarity file is missing; reinstall gensim (pip install "
+                            "--force-reinstall gensim)")
+        out[name] = similarity(vectors, trained, tok, read_pairs(path))
+    return out
+
+
+def probe(vectors: np.ndarray, trained: np.ndarray, tok: Tokenizer, words: Sequence[str],
+          k: int = 8) -> dict[str, dict]:
+    """Nearest trained pieces to each probe word's vector and to each of its pieces (itself excluded).
+
+    Returns:
+        word -> {"pieces": [...], "trained": bool, "word": [[piece, cosine], ...],
+        "per_piece": {piece: [[piece, cosine], ...]}} ("per_piece" only for words of several pieces).
+    """
+    pieces = tok.pieces()
+
+    def around(query: np.ndarray, exclude: Sequence[int]) -> list[list]:
+        candidates = trained.copy()
+        candidates[list(exclude)] = False
+        sims = _cosines(vectors, query)
+        return [[pieces[i], round(float(sims[i]), 3)] for i in nearest(vectors, query, k, candidates)]
+
+    out = {}
+    for word, ids in zip(words, tok.encode(list(words))):
+        entry = {"pieces": [pieces[i] for i in ids], "trained": bool(ids) and bool(trained[ids].all())}
+        if ids:
+            entry["word"] = around(word_vector(vectors, ids), ids)
+        if len(ids) > 1:
+            entry["per_piece"] = {pieces[i]: around(vectors[i], [i]) for i in dict.fromkeys(ids)}
+        out[word] = entry
+    return out
+
+
+def write_report(directory: Path, result: EmbedResult, cfg: EmbedConfig, sims: Mapping[str, Similarity],
+                 probes: Mapping[str, dict]) -> None:
+    """Write ``report.md`` and ``intrinsic.json`` (similarities and neighbours) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "intrinsic.json", {"similarity": {n: s.as_dict() for n, s in sims.items()},
+                                              "neighbours": probes})
+    lines = [
+        "# Embedding report",
+        "",
+        f"word2vec {cfg.algorithm}, dim {cfg.dim}, window {cfg.window}, {cfg.negative} negatives, "
+        f"{cfg.epochs} epochs, min_count {cfg.min_count}, sample {cfg.sample:g}, seed {cfg.seed}.",
+        f"{result.trained_rows} rows trained, {result.random_rows} initialised as {INIT_UNSEEN}.",
+        "",
+        "Loss per token by epoch: " + ", ".join(f"{x:.4f}" for x in result.losses),
+        "",
+        "A word's vector is the mean of its pieces' vectors; a pair is covered when every piece of both words "
+        "was trained, and whole words when each word is a single trained piece.",
+        "",
+        "| similarity set | Spearman | pairs | covered | whole words |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, s in sims.items():
+        rho = "n/a" if s.spearman is None else f"{s.spearman:.3f}"
+        lines.append(f"| {name} | {rho} | {s.pairs} | {s.covered:.1%} | {s.whole_words:.1%} |")
+    lines += ["", "## Nearest pieces", "", "| probe | pieces | nearest to the word vector |", "|---|---|---|"]
+    for word, entry in probes.items():
+        near = ", ".join(f"`{p}` {c:.2f}" for p, c in entry.get("word", []))
+        mark = "" if entry["trained"] else " (untrained pieces)"
+        lines.append(f"| {word}{mark} | {' '.join(f'`{p}`' for p in entry['pieces'])} | {near} |")
+    multi = {w: e for w, e in probes.items() if "per_piece" in e}
+    if multi:
+        lines += ["", "| piece | nearest pieces |", "|---|---|"]
+        for entry in multi.values():
+            for piece, near in entry["per_piece"].items():
+                lines.append(f"| `{piece}` | {', '.join(f'`{p}` {c:.2f}' for p, c in near)} |")
+    (directory / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def save(directory: Path, result: EmbedResult, cfg: EmbedConfig, tokenizer_sha256: str) -> None:
+    """Write the vectors and meta.json (how they were made) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / VECTORS_FILE, result.vectors)
     write_json(directory / META_FILE, {
@@ -128,7 +318,7 @@ def save(directory: Path, result: EmbedResult, cfg: EmbedConfig, tokenizer_sha25
         "shape": list(result.vectors.shape),
         "trained_rows": result.trained_rows,
         "random_rows": result.random_rows,
-        "init_unseen": "normal(0, std of trained vectors); pad row zero",
+        "init_unseen": INIT_UNSEEN,
         "config": cfg.model_dump(),
     })
 

@@ -1,17 +1,19 @@
 """sentencepiece subword tokenizer and the compact token store.
 
 Special tokens sit at stable ids across retrains: pad=0, unk=1, bos=2, eos=3,
-cls=4, mask=5. Token ids of a split are stored as one flat int32 array plus
-int64 offsets (``ids[offsets[i]:offsets[i+1]]`` is document i), loadable
-memory-mapped; no pickles.
+cls=4, mask=5 (then ``tokenize.extra_symbols``, if any, from id 6). Token ids
+of a split are stored as one flat int32 array plus int64 offsets
+(``ids[offsets[i]:offsets[i+1]]`` is document i), loadable memory-mapped; no
+pickles.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,10 @@ PAD, UNK, BOS, EOS, CLS, MASK = 0, 1, 2, 3, 4, 5
 SPECIALS = {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS, "cls": CLS, "mask": MASK}
 USER_SYMBOLS = ["[CLS]", "[MASK]"]
 MODEL_FILE, VOCAB_FILE, META_FILE = "spm.model", "spm.vocab", "meta.json"
+# Documents per sentencepiece call when encoding a split: sentencepiece returns
+# Python lists (~36 bytes per id), so a whole 100 MB corpus at once would hold
+# gigabytes; a batch this size still keeps every thread busy.
+ENCODE_BATCH = 8192
 
 
 def chunk_text(text: str, max_bytes: int) -> Iterator[str]:
@@ -60,18 +66,50 @@ def chunk_text(text: str, max_bytes: int) -> Iterator[str]:
         yield " ".join(buf)
 
 
-def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) -> "Tokenizer":
-    """Train a sentencepiece model on ``texts`` and save it into ``out_dir``."""
-    chunks = [c for t in texts for c in chunk_text(t, cfg.max_sentence_length)]
-    if not chunks:
+@dataclass(frozen=True)
+class TrainingSample:
+    """The chunks a tokenizer is trained on, and what they were drawn from."""
+
+    chunks: list[str]
+    documents: int
+    long_documents: int  # cut into several chunks instead of being skipped by sentencepiece
+    chunks_seen: int  # chunks in the whole training text; more than len(chunks) when sampled
+
+
+def sample_chunks(texts: Iterable[str], max_bytes: int, size: int, seed: int) -> TrainingSample:
+    """A seeded uniform sample of at most ``size`` chunks of ``texts``, streamed.
+
+    Reservoir sampling (Vitter's algorithm R) holds only the sample, never the
+    whole chunked corpus; with no more than ``size`` chunks it keeps all of
+    them, in order.
+    """
+    rng = random.Random(seed)
+    chunks: list[str] = []
+    seen = documents = long_documents = 0
+    for text in texts:
+        before = seen
+        for chunk in chunk_text(text, max_bytes):
+            if seen < size:
+                chunks.append(chunk)
+            else:
+                j = rng.randrange(seen + 1)
+                if j < size:
+                    chunks[j] = chunk
+            seen += 1
+        documents += 1
+        long_documents += seen - before > 1
+    return TrainingSample(chunks, documents, long_documents, seen)
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) -> Tokenizer:
+    """Train a sentencepiece model on ``texts`` and save it, its vocabulary and meta.json into ``out_dir``."""
+    sample = sample_chunks(texts, cfg.max_sentence_length, cfg.input_sentence_size, cfg.seed)
+    if not sample.chunks:
         raise ArtifactError("tokenizer training text is empty; check the train splits")
-    rng = random.Random(cfg.seed)
-    if len(chunks) > cfg.input_sentence_size:
-        chunks = rng.sample(chunks, cfg.input_sentence_size)
     spm.set_random_generator_seed(cfg.seed)
     model = io.BytesIO()
     try:
-        _train_spm(chunks, model, cfg)
+        _train_spm(sample.chunks, model, cfg)
     except RuntimeError as exc:
         # e.g. "Vocabulary size is smaller than required_chars": say it in one line.
         reason = str(exc).split("] ")[-1].splitlines()[0]
@@ -82,13 +120,14 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) ->
     with open(out_dir / VOCAB_FILE, "w", encoding="utf-8") as f:
         for i in range(tok.vocab_size):
             f.write(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i):g}\n")
+    training = {k: v for k, v in asdict(sample).items() if k != "chunks"}
     write_json(out_dir / META_FILE, {
         "format_version": FORMAT_VERSION,
         "sha256": tok.sha256,
         "vocab_size": tok.vocab_size,
         "specials": SPECIALS,
         "config": cfg.model_dump(),
-        "training_chunks": len(chunks),
+        "training": {**training, "chunks": len(sample.chunks)},
     })
     return tok
 
@@ -106,7 +145,7 @@ def _train_spm(chunks: list[str], model: io.BytesIO, cfg: TokenizeConfig) -> Non
         shuffle_input_sentence=False,
         num_threads=cfg.threads,
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-        user_defined_symbols=USER_SYMBOLS,
+        user_defined_symbols=USER_SYMBOLS + list(cfg.extra_symbols),
         hard_vocab_limit=False,
         normalization_rule_name="identity",  # prepare already normalised the text
         minloglevel=2,
@@ -126,12 +165,16 @@ class Tokenizer:
             self.sp.load(str(model_path))
         except (OSError, RuntimeError) as exc:
             raise ArtifactError(f"{model_path}: not a valid sentencepiece model ({exc}); rerun `dvc repro tokenize`") from exc
-        if self.sp.pad_id() != PAD or self.sp.piece_to_id("[CLS]") != CLS:
-            raise ArtifactError(f"{model_path}: special token ids differ from pad={PAD}, cls={CLS}; retrain it with reprotext")
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id(),
+               self.sp.piece_to_id("[CLS]"), self.sp.piece_to_id("[MASK]"))
+        if ids != (PAD, UNK, BOS, EOS, CLS, MASK):
+            raise ArtifactError(f"{model_path}: special token ids {ids} differ from (pad, unk, bos, eos, cls, mask) = "
+                                f"{(PAD, UNK, BOS, EOS, CLS, MASK)}; retrain it with reprotext")
         self.sha256 = sha256_file(model_path)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Tokenizer":
+    def load(cls, directory: str | Path) -> Tokenizer:
+        """The tokenizer saved in ``directory`` by :func:`train_tokenizer`."""
         return cls(Path(directory) / MODEL_FILE)
 
     @property
@@ -139,10 +182,22 @@ class Tokenizer:
         return self.sp.get_piece_size()
 
     def pieces(self) -> list[str]:
+        """Every piece, indexed by id."""
         return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
 
+    def byte_mask(self) -> np.ndarray:
+        """(V,) bool: which ids are byte-fallback pieces (``<0x00>`` ... ``<0xFF>``)."""
+        return np.fromiter((self.sp.is_byte(i) for i in range(self.vocab_size)), dtype=bool, count=self.vocab_size)
+
     def encode(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Token ids of each text, encoded by sentencepiece on ``threads`` threads."""
         return self.sp.encode(list(texts), out_type=int, num_threads=threads)
+
+    def encode_array(self, texts: Sequence[str], threads: int = 1, batch_size: int = ENCODE_BATCH) -> TokenArray:
+        """Token ids of ``texts`` as one TokenArray, ``batch_size`` texts per parallel sentencepiece call."""
+        parts = [TokenArray.from_lists(self.encode(texts[i:i + batch_size], threads))
+                 for i in range(0, len(texts), batch_size)]
+        return TokenArray.concat(parts)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.sp.decode(list(ids))
@@ -150,7 +205,7 @@ class Tokenizer:
 
 @dataclass
 class TokenArray:
-    """Token ids of many documents: flat ``ids`` and ``offsets`` (n_docs + 1)."""
+    """Token ids of many documents: flat int32 ``ids`` and int64 ``offsets`` (n_docs + 1)."""
 
     ids: np.ndarray
     offsets: np.ndarray
@@ -165,14 +220,28 @@ class TokenArray:
         return np.diff(self.offsets)
 
     @classmethod
-    def from_lists(cls, docs: Sequence[Sequence[int]]) -> "TokenArray":
-        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    def from_lists(cls, docs: Sequence[Sequence[int]]) -> TokenArray:
+        """Pack lists of ids; numpy iterates a C-level chain of the lists, not a Python loop per token."""
+        lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
         offsets = np.zeros(len(docs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(offsets[-1]))
+        ids = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence[TokenArray]) -> TokenArray:
+        """The documents of ``parts``, in order, as one array."""
+        if not parts:
+            return cls(np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64))
+        if len(parts) == 1:
+            return parts[0]
+        ids = np.concatenate([p.ids for p in parts]).astype(np.int32, copy=False)
+        starts = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
+        offsets = np.concatenate([[0]] + [p.offsets[1:] + s for p, s in zip(parts, starts)]).astype(np.int64)
         return cls(ids, offsets)
 
     def save(self, directory: Path, tokenizer_sha256: str) -> None:
+        """Write ids.npy, offsets.npy and meta.json into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / "ids.npy", self.ids)
         np.save(directory / "offsets.npy", self.offsets)
@@ -180,7 +249,7 @@ class TokenArray:
                                            "documents": len(self), "tokens": int(self.offsets[-1])})
 
     @classmethod
-    def load(cls, directory: str | Path, tokenizer_sha256: str | None = None) -> "TokenArray":
+    def load(cls, directory: str | Path, tokenizer_sha256: str | None = None) -> TokenArray:
         """Load memory-mapped; with ``tokenizer_sha256``, refuse ids made by another tokenizer."""
         directory = Path(directory)
         try:
@@ -189,6 +258,9 @@ class TokenArray:
             offsets = np.load(directory / "offsets.npy")
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{directory}: token store missing or unreadable ({exc}); rerun `dvc repro tokenize`") from exc
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(f"{directory}: token store format {meta.get('format_version')} is not "
+                                f"{FORMAT_VERSION}; rerun `dvc repro tokenize`")
         if tokenizer_sha256 is not None and meta["tokenizer_sha256"] != tokenizer_sha256:
             raise ArtifactError(f"{directory}: token ids were made by tokenizer {meta['tokenizer_sha256'][:12]}, "
                                 f"not {tokenizer_sha256[:12]}; rerun `dvc repro tokenize`")

@@ -1,19 +1,37 @@
-"""MLflow: where runs go and how a stage execution becomes one run.
+"""MLflow: where runs go, and how stage executions become one experiment row.
 
 The tracking URI comes from one place: ``MLFLOW_TRACKING_URI`` when set, else a
-SQLite store at the project root (``DVC_ROOT`` when DVC sets it). Never the
-``./mlruns`` file store: current MLflow refuses it.
+SQLite store at the project root. Never the ``./mlruns`` file store: current
+MLflow refuses it.
+
+Each stage execution is one run, nested under one parent run per pipeline
+execution. The parent is keyed by ``DVC_EXP_NAME`` (set by ``dvc exp run``),
+else by git commit + a hash of params.yaml, so the stage processes of one
+``dvc repro`` find the same parent. After every stage the parent is brought up
+to date with the params and the metrics files of *all* stages; a stage that DVC
+skipped as cached is linked to the earlier run that produced its metrics (found
+by the hash of its metrics file).
 """
 from __future__ import annotations
 
 import contextlib
+import json
+import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from reprotext.errors import ReprotextError
+
 EXPERIMENT = "reprotext"
+TAG_STAGE, TAG_KEY, TAG_PARENT, TAG_METRICS_SHA = (
+    "reprotext.stage", "reprotext.pipeline_key", "reprotext.parent", "reprotext.metrics_sha256")
+_EXPS_TMP = re.compile(r"^(.*)/\.dvc/tmp/exps/")
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -27,18 +45,34 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
+def store_root(root: Path) -> Path:
+    """Where the default SQLite store lives: the user's repository, even for a queued experiment.
+
+    ``dvc queue`` runs each experiment in a temporary copy under
+    ``<repo>/.dvc/tmp/exps/``; a store inside the copy would vanish with it.
+    """
+    m = _EXPS_TMP.match(str(root))
+    return Path(m.group(1)) if m else root
+
+
 def tracking_uri(root: Path | None = None) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+    return f"sqlite:///{store_root(root or project_root()) / 'mlflow.db'}"
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced, fit to print."""
+    return re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", uri)
 
 
 def git_commit(root: Path) -> tuple[str, bool]:
     """(commit, dirty) of the repository at root; ("unknown", False) outside git."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True).stdout.strip())
         return rev, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
@@ -56,30 +90,144 @@ def flatten(d: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str,
     return out
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pipeline_key(root: Path, commit: str) -> str:
+    """``DVC_EXP_NAME`` when DVC runs an experiment, else commit + params hash."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    params = root / "params.yaml"
+    digest = _sha256(params)[:10] if params.is_file() else "noparams"
+    return f"{commit[:10]}-{digest}"
+
+
+def stage_metrics_files(root: Path) -> dict[str, list[Path]]:
+    """Each stage's metrics files as declared in dvc.yaml."""
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text()) if (root / "dvc.yaml").is_file() else {}
+    out: dict[str, list[Path]] = {}
+    for name, stage in ((dvc or {}).get("stages") or {}).items():
+        entries = stage.get("metrics", [])
+        out[name] = [root / (e if isinstance(e, str) else next(iter(e))) for e in entries]
+    return out
+
+
+def _numeric(d: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(d, sep="/").items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class Tracker:
+    """Parent/child run bookkeeping for one stage process."""
+
+    def __init__(self, stage: str, root: Path):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.mlflow, self.stage, self.root = mlflow, stage, root
+        self.uri = tracking_uri(root)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        try:
+            exp = self.client.get_experiment_by_name(EXPERIMENT)
+        except Exception as exc:  # MLflow raises many types for an unreachable or broken store
+            raise ReprotextError(f"MLflow tracking store {redact(self.uri)} is not usable ({exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or unset it") from exc
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            EXPERIMENT, artifact_location=(store_root(root) / "mlartifacts").as_uri())
+        self.commit, self.dirty = git_commit(root)
+        self.key = pipeline_key(root, self.commit)
+
+    def base_tags(self) -> dict[str, str]:
+        tags = {"git.commit": self.commit, "git.dirty": str(self.dirty).lower(), TAG_KEY: self.key}
+        for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.baseline_rev")):
+            if os.environ.get(env):
+                tags[tag] = os.environ[env]
+        return tags
+
+    def parent(self) -> str:
+        """The parent run of this pipeline execution, created by the first stage that runs."""
+        found = self.client.search_runs([self.experiment_id],
+                                        filter_string=f"tags.`{TAG_KEY}` = '{self.key}' and tags.`{TAG_PARENT}` = 'true'",
+                                        max_results=1, order_by=["attributes.start_time DESC"])
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=os.environ.get("DVC_EXP_NAME") or f"pipeline {self.key}",
+                                     tags={**self.base_tags(), TAG_PARENT: "true"})
+        params_path = self.root / "params.yaml"
+        if params_path.is_file():
+            params = flatten(yaml.safe_load(params_path.read_text()) or {})
+            items = [self.mlflow.entities.Param(k, str(v)) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run.info.run_id, params=items[i:i + 100])
+        return run.info.run_id
+
+    def input_tags(self) -> dict[str, str]:
+        """sha256 of the data and model files this stage reads (dvc.yaml deps outside the code)."""
+        dvc_yaml = self.root / "dvc.yaml"
+        dvc = (yaml.safe_load(dvc_yaml.read_text()) if dvc_yaml.is_file() else None) or {}
+        tags = {}
+        for dep in (dvc.get("stages") or {}).get(self.stage, {}).get("deps", []):
+            path = self.root / dep
+            if dep.startswith(("stages/", "src/")) or not path.exists():
+                continue
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            h = hashlib.sha256()
+            for f in files:
+                h.update(str(f.relative_to(path) if f != path else "").encode())
+                h.update(_sha256(f).encode())
+            tags[f"reprotext.input.{dep}"] = h.hexdigest()[:16]
+        return tags
+
+    def finish(self, run_id: str, parent_id: str) -> None:
+        """Tag this run with its metrics hash and bring the parent up to date with every stage."""
+        files = stage_metrics_files(self.root)
+        own = [p for p in files.get(self.stage, []) if p.is_file()]
+        if own:
+            self.client.set_tag(run_id, TAG_METRICS_SHA, _sha256(own[0]))
+        metrics, tags = [], {}
+        for stage, paths in files.items():
+            for path in (p for p in paths if p.is_file()):
+                values = _numeric(json.loads(path.read_text()))
+                metrics += [self.mlflow.entities.Metric(f"{stage}/{k}", v, 0, 0) for k, v in values.items()]
+                producer = self._producer(stage, _sha256(path), parent_id)
+                if producer:
+                    tags[f"reprotext.run.{stage}"] = producer
+        for i in range(0, len(metrics), 500):
+            self.client.log_batch(parent_id, metrics=metrics[i:i + 500])
+        for k, v in tags.items():
+            self.client.set_tag(parent_id, k, v)
+        self.client.set_terminated(parent_id, "FINISHED")
+
+    def _producer(self, stage: str, metrics_sha: str, parent_id: str) -> str | None:
+        """The run that wrote this metrics file: this pipeline's own child if it ran, else an earlier one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_STAGE}` = '{stage}' and tags.`{TAG_METRICS_SHA}` = '{metrics_sha}'",
+            order_by=["attributes.start_time DESC"], max_results=20)
+        for run in runs:
+            if run.data.tags.get("mlflow.parentRunId") == parent_id:
+                return run.info.run_id
+        return runs[0].info.run_id if runs else None
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
-    """One MLflow run for one stage execution, with the stage's params and tags.
+    """One MLflow run for one stage execution, nested under its pipeline's parent run.
 
-    Yields the ``mlflow`` module with the run active; the run ends FAILED when
-    the stage raises.
+    Yields the ``mlflow`` module with the run active; the run (and the parent)
+    end FAILED when the stage raises.
     """
-    import mlflow
-
-    root = project_root()
-    mlflow.set_tracking_uri(tracking_uri(root))
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        exp_id = mlflow.create_experiment(EXPERIMENT, artifact_location=(root / "mlartifacts").as_uri())
-    else:
-        exp_id = exp.experiment_id
-    commit, dirty = git_commit(root)
-    tags = {
-        "reprotext.stage": stage,
-        "git.commit": commit,
-        "git.dirty": str(dirty).lower(),
-    }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=exp_id, run_name=stage, tags=tags):
-        mlflow.log_params(flatten({stage: dict(params)}))
-        yield mlflow
+    tracker = Tracker(stage, project_root())
+    parent_id = tracker.parent()
+    tags = {**tracker.base_tags(), TAG_STAGE: stage, **tracker.input_tags()}
+    mlflow = tracker.mlflow
+    try:
+        with mlflow.start_run(experiment_id=tracker.experiment_id, run_name=stage, tags=tags,
+                              parent_run_id=parent_id) as run:
+            mlflow.log_params(flatten({stage: dict(params)}))
+            yield mlflow
+    except BaseException:
+        tracker.client.set_terminated(parent_id, "FAILED")
+        raise
+    tracker.finish(run.info.run_id, parent_id)

@@ -1,5 +1,11 @@
 """Encoders and the classifier around them (plain nn.Modules, no Lightning)."""
 from reprotext.models.bag import BagEncoder
 from reprotext.models.classifier import ENCODERS, Classifier, Head, ModelConfig, load_model, save_model
+from reprotext.models.cnn import CNNEncoder
+from reprotext.models.dropconnect import DropConnectLinear
+from reprotext.models.ffnn import FFNNEncoder
+from reprotext.models.rnn import RNNEncoder
+from reprotext.models.transformer import TransformerEncoder
 
-__all__ = ["BagEncoder", "ENCODERS", "Classifier", "Head", "ModelConfig", "load_model", "save_model"]
+__all__ = ["BagEncoder", "CNNEncoder", "DropConnectLinear", "ENCODERS", "FFNNEncoder", "RNNEncoder", "Classifier", "Head",
+           "ModelConfig", "TransformerEncoder", "load_model", "save_model"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,39 +13,62 @@ from torch import nn
 from reprotext.errors import ArtifactError
 from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models.bag import BagEncoder
+from reprotext.models.cnn import CNNEncoder
+from reprotext.models.dropconnect import DropConnectLinear
+from reprotext.models.fc import fully_connected
+from reprotext.models.ffnn import FFNNEncoder
+from reprotext.models.rnn import RNNEncoder
+from reprotext.models.transformer import TransformerEncoder
 from reprotext.tokenizer import PAD
 
-ENCODERS = ("bag",)
 WEIGHTS_FILE, CONFIG_FILE = "model.pt", "model.json"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the network; stored inside every checkpoint."""
+    """Everything needed to rebuild the network; stored inside every checkpoint.
+
+    ``encoder`` holds the chosen encoder's own options (JSON values), e.g.
+    ``{"widths": [3, 4, 5], "filters": 100}`` for the CNN; dropout, DropConnect
+    and batch norm apply to the head and to the FFNN's hidden layers.
+    """
 
     model: str
     vocab_size: int
     embedding_dim: int
     labels: tuple[str, ...]
-    pooling: str = "mean"
     hidden_dim: int = 0
     dropout: float = 0.0
     max_len: int = 1024
     tokenizer_sha256: str = ""
+    dropconnect: float = 0.0
+    batch_norm: bool = False
+    encoder: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
-class Head(nn.Module):
-    """Dropout, an optional hidden layer, and the output layer."""
+# name -> builder(embedding, config); every encoder has .embedding and .out_dim.
+ENCODERS: dict[str, Callable[[nn.Embedding, ModelConfig], nn.Module]] = {
+    "bag": lambda emb, c: BagEncoder(emb, **c.encoder),
+    "ffnn": lambda emb, c: FFNNEncoder(emb, **c.encoder, dropout=c.dropout, dropconnect=c.dropconnect,
+                                       batch_norm=c.batch_norm),
+    "cnn": lambda emb, c: CNNEncoder(emb, **c.encoder),
+    "rnn": lambda emb, c: RNNEncoder(emb, **c.encoder, dropout=c.dropout),
+    "transformer": lambda emb, c: TransformerEncoder(emb, **c.encoder, dropout=c.dropout),
+}
 
-    def __init__(self, in_dim: int, num_classes: int, hidden_dim: int = 0, dropout: float = 0.0):
+
+class Head(nn.Module):
+    """Dropout, optional hidden layers (DropConnect, batch norm), and the output layer; (B, in_dim) -> (B, C)."""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden_dim: int = 0, dropout: float = 0.0,
+                 dropconnect: float = 0.0, batch_norm: bool = False):
         super().__init__()
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        if hidden_dim:
-            layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)]
-            in_dim = hidden_dim
-        layers.append(nn.Linear(in_dim, num_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            fully_connected(in_dim, [hidden_dim] if hidden_dim else [], dropout, dropconnect, batch_norm),
+            DropConnectLinear(hidden_dim or in_dim, num_classes, dropconnect),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -65,18 +89,23 @@ class Classifier(nn.Module):
                                     f"{(config.vocab_size, config.embedding_dim)}; rerun `dvc repro embed`")
             embedding.weight.data.copy_(torch.from_numpy(vectors))
         embedding.weight.requires_grad_(not freeze_embeddings)
-        self.encoder = BagEncoder(embedding, config.pooling)
-        self.head = Head(self.encoder.out_dim, len(config.labels), config.hidden_dim, config.dropout)
+        try:
+            self.encoder = ENCODERS[config.model](embedding, config)
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{config.model} encoder options {config.encoder} are invalid ({exc}); "
+                                "fix train.<model> in params.yaml or retrain the model") from exc
+        self.head = Head(self.encoder.out_dim, len(config.labels), config.hidden_dim, config.dropout,
+                         config.dropconnect, config.batch_norm)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids))  # (B, C)
 
 
 def save_model(model: Classifier, directory: Path, info: dict) -> None:
-    """Weights (a plain state dict) and their config + provenance, side by side."""
+    """Weights (a plain CPU state dict) and their config + provenance, side by side."""
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_file(directory / WEIGHTS_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "config": asdict(model.config), **info})
 
 
@@ -90,7 +119,11 @@ def load_model(directory: str | Path, tokenizer_sha256: str | None = None) -> tu
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{directory}: model format {meta.get('format_version')} is not {FORMAT_VERSION}; retrain it")
     cfg = meta["config"]
-    config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
+    try:
+        config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
+    except (TypeError, KeyError) as exc:
+        raise ArtifactError(f"{directory}: model config does not match this version of reprotext ({exc}); "
+                            "retrain it") from exc
     if tokenizer_sha256 is not None and config.tokenizer_sha256 != tokenizer_sha256:
         raise ArtifactError(f"{directory}: model was trained with tokenizer {config.tokenizer_sha256[:12]}, "
                             f"not {tokenizer_sha256[:12]}; retrain it or use its own tokenizer")

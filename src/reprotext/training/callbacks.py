@@ -1,45 +1,144 @@
-"""Callbacks: per-epoch history (and its MLflow mirror), and the best epoch kept in memory."""
+"""Callbacks: early stopping that restores the best epoch, the per-epoch history, per-epoch seeds, resume checkpoints."""
 from __future__ import annotations
 
-import copy
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A 32-bit seed derived from (seed, epoch, rank) without collisions between nearby triples."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class EpochSeed(L.Callback):
+    """Reseeds Python, NumPy and torch before every epoch, so a resumed run draws the same dropout masks."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        s = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)  # also seeds every CUDA device
+
+
+class EarlyStopping(L.Callback):
+    """Stops after ``patience`` epochs in which ``monitor`` did not improve by more than ``min_delta``.
+
+    The weights of the last improving epoch (for dev loss: the last local minimum
+    that beat every earlier epoch) are kept in memory, saved with the resume
+    checkpoint, and loaded back into the module when fitting ends.
+    """
+
+    def __init__(self, monitor: str = "dev/loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best_value = math.inf if mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.stopped = False
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _improved(self, value: float) -> bool:
+        gain = self.best_value - value if self.mode == "min" else value - self.best_value
+        return math.isfinite(value) and gain > self.min_delta
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.should_stop = trainer.should_stop or self.stopped  # resumed from the checkpoint of the stopping epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Validation has run by now (Lightning 2.x), so the epoch's dev metrics are in callback_metrics.
+        if self.monitor not in trainer.callback_metrics:
+            raise KeyError(f"early stopping monitors {self.monitor!r}, which was not logged; "
+                           f"logged: {', '.join(sorted(trainer.callback_metrics))}")
+        value = float(trainer.callback_metrics[self.monitor])
+        improved = self._improved(value)
+        if improved:
+            self.best_value, self.best_epoch, self.wait = value, trainer.current_epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        else:
+            self.wait += 1
+        # A diverged run (NaN or inf) stops at once; it will not come back.
+        self.stopped = (not improved and self.wait >= self.patience) or not math.isfinite(value)
+        trainer.should_stop = trainer.should_stop or trainer.strategy.reduce_boolean_decision(self.stopped, all=False)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.best_state is not None:
+            pl_module.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped": self.stopped, "best_state": self.best_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_value, self.best_epoch = state_dict["best_value"], state_dict["best_epoch"]
+        self.wait, self.stopped, self.best_state = state_dict["wait"], state_dict["stopped"], state_dict["best_state"]
+
+
+def weight_norms(module: torch.nn.Module) -> dict[str, float]:
+    """``weights/<layer>/l1`` and ``weights/<layer>/l2`` of every weight matrix (they grow when a model overfits)."""
+    out = {}
+    for name, p in module.named_parameters():
+        if p.ndim >= 2:
+            layer = name.removesuffix(".weight")
+            w = p.detach().float()
+            out[f"weights/{layer}/l1"] = float(w.abs().sum())
+            out[f"weights/{layer}/l2"] = float(w.norm())
+    return out
 
 
 class History(L.Callback):
-    """One row per epoch of every logged epoch metric, also sent to the active MLflow run."""
+    """One row per epoch: every logged epoch metric, the LR and the weight norms; mirrored to MLflow."""
 
     def __init__(self, mlflow_module=None):
         self.rows: list[dict[str, float]] = []
         self.mlflow = mlflow_module
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # In Lightning 2.x validation has run by now, and the epoch-reduced train/* are in callback_metrics.
-        row = {"epoch": trainer.current_epoch, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
-        self.rows.append(row)
+    def _send(self, row: dict[str, float]) -> None:
         if self.mlflow is not None:
-            self.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+            self.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for row in self.rows:  # restored from a resume checkpoint: this run's MLflow record gets them too
+            self._send(row)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        row = {"epoch": trainer.current_epoch, **{k: float(v) for k, v in trainer.callback_metrics.items()},
+               "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), **weight_norms(pl_module.model)}
+        self.rows.append(row)
+        self._send(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = state_dict["rows"]
 
 
-class BestState(L.Callback):
-    """Remembers the weights of the epoch with the best monitored value and restores them at the end."""
+class ResumeCheckpoint(L.Callback):
+    """Writes the whole training state at the end of every epoch, atomically (temp file + rename).
 
-    def __init__(self, monitor: str = "dev/loss", mode: str = "min"):
-        self.monitor, self.mode = monitor, mode
-        self.best_value: float | None = None
-        self.best_epoch: int = -1
-        self._state: dict[str, torch.Tensor] | None = None
+    Must come after every callback whose state it should capture: Lightning
+    runs callbacks in list order.
+    """
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[self.monitor])
-        better = self.best_value is None or (value < self.best_value if self.mode == "min" else value > self.best_value)
-        if better:
-            self.best_value, self.best_epoch = value, trainer.current_epoch
-            self._state = copy.deepcopy(pl_module.state_dict())
+    def __init__(self, path: Path):
+        self.path = path
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._state is not None:
-            pl_module.load_state_dict(self._state)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes, then all wait at a barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)

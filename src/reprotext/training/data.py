@@ -1,14 +1,15 @@
 """Token arrays + labels -> padded batches (the DataModule)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reprotext.errors import DataError
 from reprotext.tokenizer import PAD, TokenArray
@@ -50,17 +51,46 @@ def encode_labels(labels: Sequence[str], known: Sequence[str], where: str) -> li
     return [index[name] for name in labels]
 
 
-class TextDataModule(L.LightningDataModule):
-    """Train (shuffled with a seeded generator) and dev loaders."""
+class EpochShuffleSampler(Sampler[int]):
+    """Process ``rank``'s share of a permutation of range(n) that depends only on (seed, epoch).
 
-    def __init__(self, train: TokenDataset, dev: TokenDataset, batch_size: int, seed: int):
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch
+    e sees the same order as an uninterrupted one (a generator seeded once could
+    not give that). With ``world`` processes, rank r takes every world-th index
+    (the permutation padded with its own head to a multiple of world), so their
+    per-process batches of B / world together form exactly the batches of B that
+    one process would draw.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def __iter__(self) -> Iterator[int]:
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
+        order += order[: len(self) * self.world - self.n]  # every process gets as many examples
+        return iter(order[self.rank:: self.world])
+
+
+class TextDataModule(L.LightningDataModule):
+    """Train (reshuffled per epoch from the seed, sharded over processes) and dev (whole, on every process) loaders."""
+
+    def __init__(self, train: TokenDataset, dev: TokenDataset, batch_size: int, seed: int, drop_last: bool = False):
         super().__init__()
         self.train_ds, self.dev_ds = train, dev
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
 
     def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_ds, batch_size=self.batch_size, shuffle=True, collate_fn=collate, generator=gen)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = EpochShuffleSampler(len(self.train_ds), self.seed, rank, world)
+        return DataLoader(self.train_ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+                          drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.dev_ds, batch_size=max(self.batch_size, 128), shuffle=False, collate_fn=collate)

@@ -1,37 +1,38 @@
-"""Fit a classifier with early stopping on dev loss; the best epoch's weights are kept."""
+"""Fit a classifier with Lightning: early stopping on a dev metric, the best epoch restored, resumable."""
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
+from torch import nn
 
+from reprotext.errors import ConfigError
 from reprotext.models import Classifier
-from reprotext.training.callbacks import BestState, History
+from reprotext.training import resume
+from reprotext.training.callbacks import EarlyStopping, EpochSeed, History, ResumeCheckpoint
 from reprotext.training.data import TextDataModule, TokenDataset
 from reprotext.training.module import ClassifierModule
+from reprotext.training.settings import FitSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    lr: float
-    weight_decay: float
-    batch_size: int
-    max_epochs: int
-    patience: int
-    seed: int
-
-
 @dataclass
 class FitResult:
+    """The per-epoch history and where it ended; ``seconds`` is wall time (MLflow only, never metrics files)."""
+
     history: list[dict[str, float]]
     best_epoch: int
     best_dev_loss: float
     seconds: float
+    steps: int = 0  # optimiser steps over the whole run
+    resumed_after: int = 0  # epochs restored from a resume checkpoint
 
     @property
     def best(self) -> dict[str, float]:
@@ -43,24 +44,76 @@ def seed_everything(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: FitSettings, mlflow_module=None) -> FitResult:
-    """Train ``model`` in place; on return it holds the weights of its best dev-loss epoch."""
+def _per_device_batch(settings: FitSettings, world: int) -> int:
+    """The loader's batch size: the global batch split over ``world`` processes (1 in gd_mode sgd)."""
+    if settings.gd_mode == "sgd":
+        if world > 1:
+            raise ConfigError(f"train.gd_mode sgd takes one example per step and cannot be split over {world} "
+                              "processes; use gd_mode minibatch or one device")
+        return 1
+    if settings.batch_size % world:
+        raise ConfigError(f"train.batch_size {settings.batch_size} does not split evenly over {world} processes "
+                          "(devices x num_nodes); make it a multiple of that")
+    return settings.batch_size // world
+
+
+def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: FitSettings, mlflow_module=None,
+        resume_dir: Path | None = None) -> FitResult:
+    """Train ``model`` in place; on return it holds the weights of its best epoch (on the CPU, in eval mode).
+
+    Gradient-descent modes: ``minibatch`` takes one step per ``batch_size``
+    examples, ``sgd`` one per example, ``full`` one per epoch over the whole
+    training set, accumulated over micro-batches of ``batch_size``. With
+    ``resume_dir``, the full training state is saved there after every epoch, a
+    matching earlier state is resumed, and the directory is removed on success.
+    """
     seed_everything(settings.seed)
-    module = ClassifierModule(model, settings.lr, settings.weight_decay)
-    history, best = History(mlflow_module), BestState("dev/loss", "min")
+    module = ClassifierModule(model, settings)
+    stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
+    history = History(mlflow_module)
+    callbacks: list[L.Callback] = [EpochSeed(settings.seed), history, stopper]
+    start_from = None
+    if resume_dir is not None:
+        start_from = resume.prepare(resume_dir, resume.fingerprint(model, train, dev, settings), model)
+        callbacks.append(ResumeCheckpoint(resume_dir / resume.CHECKPOINT))  # last: it saves the others' state
     trainer = L.Trainer(
         max_epochs=settings.max_epochs,
-        accelerator="cpu",
-        deterministic=True,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        strategy=settings.strategy,
+        precision=settings.precision,
+        num_nodes=settings.num_nodes,
+        deterministic=settings.deterministic,
+        gradient_clip_val=settings.grad_clip or None,
+        accumulate_grad_batches=math.ceil(len(train) / settings.batch_size) if settings.gd_mode == "full" else 1,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
+        enable_progress_bar=settings.progress_bar,
         num_sanity_val_steps=0,
-        callbacks=[EarlyStopping("dev/loss", patience=settings.patience, mode="min"), best, history],
+        use_distributed_sampler=False,  # the DataModule shards the training set itself, batch for batch
+        callbacks=callbacks,
     )
+    batch = _per_device_batch(settings, trainer.world_size)
+    # BatchNorm cannot normalise a batch of one: a lone leftover example is dropped (a different one each epoch).
+    has_bn = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    drop_last = has_bn and math.ceil(len(train) / trainer.world_size) % batch == 1
+    datamodule = TextDataModule(train, dev, batch, settings.seed, drop_last)
+    if start_from is not None:
+        log.info("resuming from %s after epoch %d", start_from[0], start_from[1] - 1)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=TextDataModule(train, dev, settings.batch_size, settings.seed))
+    with warnings.catch_warnings():
+        # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start_from[0] if start_from else None, weights_only=True)
     seconds = time.perf_counter() - start
-    model.eval()
-    log.info("best epoch %d of %d (dev loss %.4f) in %.1fs", best.best_epoch, len(history.rows), best.best_value, seconds)
-    return FitResult(history.rows, best.best_epoch, float(best.best_value), seconds)
+    model.cpu().eval()
+    if resume_dir is not None and trainer.is_global_zero:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    if stopper.best_epoch < 0:
+        raise ConfigError(f"training diverged: {settings.monitor} was never finite; lower train.lr or set train.grad_clip")
+    best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
+    log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
+             stopper.best_value, seconds)
+    return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
+                     start_from[1] if start_from else 0)

@@ -1,39 +1,113 @@
-"""The LightningModule: loss, metrics and optimizer around a plain Classifier."""
+"""The LightningModule: loss, penalties, metrics, optimiser and LR schedule around a plain Classifier."""
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
 from reprotext.models import Classifier
+from reprotext.training.settings import FitSettings
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "linear", "cosine")
+GD_MODES = ("full", "sgd", "minibatch")
+
+
+def lr_factor(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """step -> LR multiplier: linear warmup from 0, then constant, linear decay to 0 (Devlin et al. 2019)
+    or half a cosine to 0 (Loshchilov & Hutter 2017)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of a Classifier; logs ``<split>/loss`` and ``<split>/accuracy`` per epoch."""
+    """Cross-entropy training of a Classifier, with L1/L2 penalties logged as their own terms.
 
-    def __init__(self, model: Classifier, lr: float, weight_decay: float = 0.0):
+    Logs per epoch ``<split>/loss`` (the cross-entropy, comparable between train
+    and dev), ``<split>/accuracy`` and, when their coefficients are set,
+    ``train/l1_penalty`` and ``train/l2_penalty``.
+    """
+
+    def __init__(self, model: Classifier, settings: FitSettings):
         super().__init__()
+        if settings.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings.optimizer!r}")
+        if settings.gd_mode not in GD_MODES:
+            raise ValueError(f"gd_mode must be one of {', '.join(GD_MODES)}, got {settings.gd_mode!r}")
         self.model = model
-        self.lr, self.weight_decay = lr, weight_decay
+        self.settings = settings
+        # The penalised weights: every matrix (embeddings, linear, conv, recurrent); not biases or norm scales.
+        self.penalised = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        # gd_mode "full": the cross-entropy of a micro-batch is rescaled so that the gradients accumulated over
+        # the epoch are those of the mean over the whole training set (set in on_train_start).
+        self.ce_scale: float | None = None
+        self.penalty_scale = 1.0
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(ids)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+    def _log(self, name: str, value: torch.Tensor, batch_size: int) -> None:
+        self.log(name, value, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True,
+                 prog_bar=name.startswith("dev/"))
+
+    def _ce(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         ids, y = batch
         logits = self.model(ids)  # (B, C)
-        loss = F.cross_entropy(logits, y)
-        acc = (logits.argmax(-1) == y).float().mean()
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), prog_bar=split == "dev")
-        self.log(f"{split}/accuracy", acc, on_step=False, on_epoch=True, batch_size=len(y), prog_bar=split == "dev")
+        loss = F.cross_entropy(logits.float(), y)
+        self._log(f"{split}/loss", loss, len(y))
+        self._log(f"{split}/accuracy", (logits.argmax(-1) == y).float().mean(), len(y))
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+    def penalty(self) -> torch.Tensor:
+        """l1 * sum |w| + l2 * sum w^2 over the penalised weights, each term logged on its own."""
+        total = torch.zeros((), device=self.device)
+        for name, coef, norm in (("l1", self.settings.l1, lambda w: w.abs().sum()),
+                                 ("l2", self.settings.l2, lambda w: w.pow(2).sum())):
+            if coef:
+                term = coef * torch.stack([norm(w.float()) for w in self.penalised]).sum()
+                self.log(f"train/{name}_penalty", term, on_step=False, on_epoch=True, batch_size=1)
+                total = total + term
+        return total
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "dev")
+    def on_train_start(self) -> None:
+        if self.settings.gd_mode == "full":
+            loader = self.trainer.train_dataloader
+            seen = len(loader.sampler) - (len(loader.sampler) % loader.batch_size if loader.drop_last else 0)
+            k = self.trainer.accumulate_grad_batches  # Lightning divides every micro-batch loss by k
+            self.ce_scale = k / seen
+            self.penalty_scale = k / self.trainer.num_training_batches  # the penalty counts once per step
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        ce = self._ce(batch, "train")
+        if self.ce_scale is not None:
+            ce = ce * len(batch[1]) * self.ce_scale
+        return ce + self.penalty() * self.penalty_scale
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._ce(batch, "dev")
 
     def configure_optimizers(self):
+        s = self.settings
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if s.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        else:
+            cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
+            optimizer = cls(params, lr=s.lr, weight_decay=s.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = lr_factor(s.schedule, round(s.warmup * total), total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

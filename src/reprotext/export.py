@@ -1,0 +1,158 @@
+"""The MLflow pyfunc model: raw texts in, label and class probabilities out.
+
+The model carries everything it needs: the classifier weights and config
+(labels included), the sentencepiece model it was trained with, and the
+reprotext code. It is saved as an MLflow "model from code" (no pickled Python
+objects), registered in the model registry, and the alias ``champion`` moves to
+a new version only when it beats the current champion on the gate metric.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reprotext.errors import ReprotextError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+GATE_TAG = "gate_metric"
+_HERE = Path(__file__).resolve().parent
+MODEL_CODE = _HERE / "pyfunc_model.py"
+
+
+def _mlflow_pyfunc():
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc
+
+
+def texts_from_input(model_input: Any) -> list[str]:
+    """A DataFrame with a ``text`` column, or a list/array/Series of strings, as a list of str."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise MlflowException(f"input needs a 'text' column; got columns {list(map(str, model_input.columns))}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        values = model_input["text"].tolist()
+    elif isinstance(model_input, (list, tuple, pd.Series, np.ndarray)):
+        values = list(np.asarray(model_input, dtype=object).ravel())
+    elif isinstance(model_input, str):
+        values = [model_input]
+    else:
+        raise MlflowException(f"input must be a DataFrame with a 'text' column or a list of strings, "
+                              f"not {type(model_input).__name__}", error_code=INVALID_PARAMETER_VALUE)
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+    if bad:
+        raise MlflowException(f"row {bad[0]} is {type(values[bad[0]]).__name__}, not a string; every text must be a string",
+                              error_code=INVALID_PARAMETER_VALUE)
+    return values
+
+
+class ReprotextPyfunc(_mlflow_pyfunc().PythonModel):
+    """pyfunc wrapper around a saved classifier and its tokenizer."""
+
+    def load_context(self, context) -> None:
+        from reprotext.models import load_model
+        from reprotext.tokenizer import Tokenizer
+
+        self.tokenizer = Tokenizer(context.artifacts["tokenizer"])
+        self.model, _ = load_model(context.artifacts["model"], self.tokenizer.sha256)
+        self.labels = list(self.model.config.labels)
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from reprotext.data.normalize import normalize_text
+        from reprotext.evaluation import predict_proba
+
+        texts = [normalize_text(t) for t in texts_from_input(model_input)]
+        batch_size = int((params or {}).get("batch_size", 128))
+        return prediction_frame(predict_proba(self.model, self.tokenizer, texts, batch_size), self.labels)
+
+
+def prediction_frame(proba: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    """``label`` (the argmax) and one ``prob_<label>`` column per class."""
+    frame = pd.DataFrame(proba.astype(np.float64), columns=[f"prob_{name}" for name in labels])
+    frame.insert(0, "label", [labels[i] for i in proba.argmax(1)] if len(proba) else [])
+    return frame
+
+
+def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str]) -> dict:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    import reprotext
+
+    versions = _requirements()
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"prob_{name}") for name in labels]),
+        params=ParamSchema([ParamSpec("batch_size", "long", 128)]),
+    )
+    return dict(
+        python_model=str(MODEL_CODE),
+        artifacts={"model": str(model_dir), "tokenizer": str(tokenizer_model)},
+        code_paths=[str(Path(reprotext.__file__).parent)],
+        signature=signature,
+        input_example=pd.DataFrame({"text": example}),
+        pip_requirements=versions,
+    )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pins = [f"{name}=={version(name)}" for name in
+            ("mlflow", "sentencepiece", "numpy", "pandas", "scikit-learn", "lightning", "pyyaml", "pydantic")]
+    return [f"torch=={version('torch').split('+')[0]}", *pins]
+
+
+def save(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str], out: Path) -> None:
+    """Save the pyfunc model into ``out`` (an MLflow model directory)."""
+    _mlflow_pyfunc().save_model(path=str(out), **_model_kwargs(model_dir, tokenizer_model, labels, example))
+
+
+def log_and_register(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str],
+                     name: str, registered_name: str, gate_value: float) -> tuple[str, bool]:
+    """Log the model to the active run, register a version, and move ``champion`` if it is better.
+
+    Returns (version, became_champion).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    info = _mlflow_pyfunc().log_model(name=name, registered_model_name=registered_name,
+                                      **_model_kwargs(model_dir, tokenizer_model, labels, example))
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(registered_name, version, GATE_TAG, f"{gate_value:.6f}")
+    try:
+        current = client.get_model_version_by_alias(registered_name, CHAMPION)
+        best = float(current.tags.get(GATE_TAG, "-inf"))
+    except MlflowException:
+        current, best = None, float("-inf")
+    if gate_value > best:
+        client.set_registered_model_alias(registered_name, CHAMPION, version)
+        log.info("%s v%s is the new champion (%.4f > %s)", registered_name, version, gate_value,
+                 "none" if current is None else f"{best:.4f}")
+        return version, True
+    return version, False
+
+
+def load(uri: str):
+    """An MLflow pyfunc model from a path or a models:/ URI, with a clear error when it is not one."""
+    try:
+        with warnings.catch_warnings():
+            # MLflow suggests type hints on predict(); the signature already validates the input.
+            warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+            return _mlflow_pyfunc().load_model(uri)
+    except Exception as exc:  # MLflow raises many types for a bad URI, a missing or broken model
+        raise ReprotextError(f"cannot load model {uri!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); "
+                             "pass a directory like models/export/source or a URI like models:/reprotext@champion") from exc

@@ -1,0 +1,60 @@
+"""Make a git copy of this repository (what a clone holds) to run the real pipeline in."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GIT = ["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci"]
+# The real pipeline on ~400 documents per task: a run takes well under a minute.
+TINY = {
+    "prepare": {"max_docs": 400},
+    "tokenize": {"vocab_size": 600},
+    "embed": {"dim": 16, "epochs": 1},
+    "train": {"max_epochs": 2, "lr": 0.1},
+    "finetune": {"max_epochs": 2, "lr": 0.1},
+}
+
+
+def env() -> dict[str, str]:
+    """The test's environment with the venv's tools first and no outside tracking server."""
+    out = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
+    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}"
+    out["DVC_NO_ANALYTICS"] = "1"
+    return out
+
+
+def sh(args: list[str], cwd: Path, check: bool = True, extra_env: dict[str, str] | None = None,
+       timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def set_params(repo: Path, overrides: dict[str, dict]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_repo(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
+    """Copy the tracked and unignored files into ``dest``, apply params overrides, commit."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    set_params(dest, overrides if overrides is not None else TINY)
+    sh(["git", "init", "-q", "-b", "main"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh([*GIT, "commit", "-qm", "copy"], dest)
+    return dest

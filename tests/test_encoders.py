@@ -1,0 +1,92 @@
+"""Every encoder: shapes, gradients and padding invariance on odd inputs (length 1, trailing padding, max length)."""
+import pytest
+import torch
+
+from reprotext.errors import ArtifactError, ConfigError
+from reprotext.models import Classifier, ModelConfig
+from reprotext.tokenizer import PAD
+
+MAX_LEN = 12
+OPTIONS = {
+    "bag": {"pooling": "mean"},
+    "bag-max-bigrams": {"pooling": "max", "bigram_buckets": 64},
+    "ffnn": {"window": 6, "proj_dim": 4, "hidden": [16, 8]},
+    "cnn": {"widths": [2, 5], "filters": 6},
+    "rnn-lstm-max": {"cell": "lstm", "hidden_size": 8, "layers": 2, "pooling": "max"},
+    "rnn-gru-last": {"cell": "gru", "hidden_size": 8, "bidirectional": True, "pooling": "last"},
+    "rnn-lstm-mean-uni": {"cell": "lstm", "hidden_size": 8, "bidirectional": False, "pooling": "mean"},
+    "transformer-cls": {"layers": 2, "heads": 2, "ff_dim": 16, "pooling": "cls", "max_positions": MAX_LEN},
+    "transformer-mean": {"layers": 1, "heads": 4, "ff_dim": 16, "pooling": "mean", "max_positions": MAX_LEN},
+}
+
+
+def _model(key: str, **overrides) -> Classifier:
+    torch.manual_seed(0)
+    config = ModelConfig(key.split("-")[0], vocab_size=40, embedding_dim=8, labels=("a", "b", "c"), max_len=MAX_LEN,
+                         encoder=OPTIONS[key], **overrides)
+    return Classifier(config).eval()
+
+
+INPUTS = {
+    "length-1": [[7]],
+    "padding-at-end": [[5, 6, 7, PAD, PAD], [8, 9, PAD, PAD, PAD], [5, 6, 7, 8, 9]],
+    "max-length": [list(range(6, 6 + MAX_LEN)), [6] + [PAD] * (MAX_LEN - 1)],
+    "all-padding": [[PAD, PAD], [9, PAD]],
+}
+
+
+@pytest.mark.parametrize("key", OPTIONS)
+@pytest.mark.parametrize("case", INPUTS)
+def test_forward_backward_shapes(key, case):
+    model = _model(key).train()
+    ids = torch.tensor(INPUTS[case])
+    z = model.encoder(ids)
+    assert z.shape == (len(ids), model.encoder.out_dim) and torch.isfinite(z).all()
+    logits = model.head(z)
+    assert logits.shape == (len(ids), 3)
+    logits.sum().backward()
+    grad = model.encoder.embedding.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad[6:10].abs().sum() > 0
+    assert grad[PAD].abs().sum() == 0  # the padding vector never learns
+
+
+@pytest.mark.parametrize("key", OPTIONS)
+def test_trailing_padding_does_not_change_a_document(key):
+    model = _model(key)
+    doc = torch.tensor([[5, 11, 7, 30]])
+    padded = torch.tensor([[5, 11, 7, 30] + [PAD] * (MAX_LEN - 4)])
+    with torch.no_grad():
+        torch.testing.assert_close(model(doc), model(padded), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["bag", "ffnn", "cnn", "rnn-gru-last", "transformer-cls"])
+def test_word_order(key):
+    # The bag ignores order; the others (and the bag with bigrams) see it.
+    model = _model(key)
+    a, b = torch.tensor([[5, 6, 7, 8, 9]]), torch.tensor([[9, 8, 7, 6, 5]])
+    with torch.no_grad():
+        same = torch.allclose(model(a), model(b), atol=1e-6)
+    assert same == (key == "bag")
+
+
+def test_hashed_bigrams_start_at_zero_and_add_order():
+    model = _model("bag-max-bigrams")
+    assert model.encoder.bigrams.weight.abs().sum() == 0  # starts as the plain bag
+    with torch.no_grad():
+        model.encoder.bigrams.weight.normal_()
+        assert not torch.allclose(model(torch.tensor([[5, 6, 7]])), model(torch.tensor([[7, 6, 5]])))
+
+
+def test_transformer_refuses_more_pieces_than_positions_and_bad_heads():
+    model = _model("transformer-cls")
+    with pytest.raises(ValueError, match="positions for 12"):
+        model(torch.ones(1, MAX_LEN + 1, dtype=torch.long))
+    with pytest.raises(ConfigError, match="3 heads do not divide the embedding dim 8"):
+        Classifier(ModelConfig("transformer", 40, 8, ("a", "b"), encoder={"heads": 3}))
+
+
+def test_unknown_encoder_option_is_a_clear_error():
+    with pytest.raises(ArtifactError, match="cnn encoder options"):
+        Classifier(ModelConfig("cnn", 40, 8, ("a", "b"), encoder={"kernel": 3}))
+    with pytest.raises(ArtifactError, match="unknown model 'mlp'"):
+        Classifier(ModelConfig("mlp", 40, 8, ("a", "b")))

@@ -1,0 +1,67 @@
+"""The pyfunc model: save, load, predict, bad input, the champion alias."""
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from reprotext import export
+from reprotext.errors import ReprotextError
+from reprotext.evaluation import predict_proba
+from reprotext.models import Classifier, ModelConfig, save_model
+
+LABELS = ("cars", "space", "sport")
+
+
+@pytest.fixture(scope="module")
+def saved(tokenizer, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 8, LABELS, tokenizer_sha256=tokenizer.sha256)).eval()
+    save_model(model, root / "model", {})
+    export.save(root / "model", tokenizer.path, LABELS, ["rocket orbit", "goal"], root / "pyfunc")
+    return model, root
+
+
+def test_pyfunc_matches_the_raw_model(saved, tokenizer):
+    model, root = saved
+    pyfunc = mlflow.pyfunc.load_model(str(root / "pyfunc"))
+    texts = ["rocket launch orbit", "the  engine\tbrake", ""]
+    out = pyfunc.predict(pd.DataFrame({"text": texts}))
+    assert list(out.columns) == ["label"] + [f"prob_{name}" for name in LABELS]
+    expected = predict_proba(model, tokenizer, ["rocket launch orbit", "the engine brake", ""])
+    np.testing.assert_allclose(out[[f"prob_{n}" for n in LABELS]].to_numpy(), expected, rtol=1e-5)
+    assert out["label"].tolist() == [LABELS[i] for i in expected.argmax(1)]
+    # The wrapped model takes a plain list of strings too; the signature is recorded.
+    assert pyfunc.unwrap_python_model().predict(None, ["rocket"]).shape == (1, 4)
+    assert pyfunc.metadata.get_input_schema().input_names() == ["text"]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (pd.DataFrame({"body": ["x"]}), "text"),
+    ([1, 2], "not a string"),
+])
+def test_bad_input_is_a_clear_mlflow_error(bad, match):
+    with pytest.raises(MlflowException, match=match):
+        export.texts_from_input(bad)
+
+
+def test_the_champion_alias_moves_only_on_improvement(saved, tokenizer, tmp_path, monkeypatch):
+    _, root = saved
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient()
+    history = []
+    for score in (0.5, 0.4, 0.6):
+        with mlflow.start_run():
+            history.append(export.log_and_register(root / "model", tokenizer.path, LABELS, ["x"], "m", "toy", score))
+    assert history == [("1", True), ("2", False), ("3", True)]
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == "3"
+    loaded = mlflow.pyfunc.load_model("models:/toy@champion")
+    assert loaded.predict(pd.DataFrame({"text": ["goal match"]})).shape == (1, 4)
+
+
+def test_loading_a_missing_model_names_it(tmp_path):
+    with pytest.raises(ReprotextError, match="cannot load model"):
+        export.load(str(tmp_path / "nothing"))

@@ -1,0 +1,101 @@
+"""The regression gate: unit tests of the verdicts, and the retrain script end to end."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from repo_copy import GIT, ROOT, copy_repo, set_params, sh
+
+from reprotext.errors import ReprotextError
+from reprotext.gate import Change, judge, render_report, render_verdicts
+
+CHANGES = [
+    Change("metrics/evaluate.json:source/test/macro_f1", 0.80, 0.79),
+    Change("metrics/evaluate.json:target/test/macro_f1", 0.90, 0.899),
+    Change("metrics/evaluate.json:target/test/accuracy", 0.95, 0.96),
+    Change("metrics/train.json:dev/loss", 0.30, 0.33),
+]
+
+
+def test_suffix_selects_every_matching_metric_and_tolerance_applies():
+    verdicts = judge(CHANGES, "test/macro_f1", tolerance=0.005)
+    assert [(v.change.key.split(":")[1], v.regressed) for v in verdicts] == [
+        ("source/test/macro_f1", True),   # -0.010 is beyond 0.005
+        ("target/test/macro_f1", False),  # -0.001 is within
+    ]
+    assert not judge(CHANGES, "target/test/accuracy", 0.0)[0].regressed
+
+
+def test_loss_metrics_are_lower_is_better():
+    (v,) = judge(CHANGES, "dev/loss", tolerance=0.01)
+    assert v.lower_is_better and v.regressed
+    assert not judge(CHANGES, "dev/loss", tolerance=0.05)[0].regressed
+
+
+def test_a_vanished_metric_is_a_regression_and_a_new_one_is_not():
+    assert judge([Change("m.json:test/acc", 0.9, None)], "test/acc", 0.1)[0].regressed
+    assert not judge([Change("m.json:test/acc", None, 0.9)], "test/acc", 0.1)[0].regressed
+
+
+def test_unknown_metric_lists_the_known_ones():
+    with pytest.raises(ReprotextError, match="no metric matches 'test/f2'; metrics are: source/test/macro_f1"):
+        judge(CHANGES, "test/f2", 0.0)
+
+
+def test_markdown_tables():
+    report = render_report(CHANGES[:1], [Change("params.yaml:train/lr", 0.01, 0.02)], "main")
+    assert "| metrics/evaluate.json:source/test/macro_f1 | 0.8000 | 0.7900 | -0.0100 |" in report
+    assert "| train.lr | 0.0100 | 0.0200 |" in report
+    assert "REGRESSION" in render_verdicts(judge(CHANGES, "test/macro_f1", 0.005))
+
+
+def test_workflow_is_valid_against_the_github_schema():
+    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           str(ROOT / ".github/workflows/retrain.yml")], capture_output=True, text=True,
+                          env={"PATH": str(Path(__import__("sys").executable).parent)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_retrain_script_gates_worse_and_passes_better(tmp_path):
+    baseline = {"max_epochs": 4, "lr": 0.03}
+    repo = copy_repo(tmp_path / "repo", {
+        "prepare": {"max_docs": 400}, "tokenize": {"vocab_size": 600}, "embed": {"dim": 16, "epochs": 1},
+        "train": baseline, "finetune": baseline})
+    remote = tmp_path / "remote"
+    sh(["dvc", "remote", "add", "-d", "local", str(remote)], repo)
+    script = str(repo / ".github/scripts/retrain.sh")
+
+    # The first run has no baseline: it passes and pushes.
+    first = sh([script], repo, extra_env={"BASELINE": "does-not-exist", "PUSH": "true"})
+    assert "no baseline yet" in first.stdout
+    sh(["git", "add", "-A"], repo)
+    sh([*GIT, "commit", "-qm", "baseline"], repo)
+    base_rev = sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+
+    # A near-zero learning rate: the gate must fail and nothing is pushed.
+    worse = {"lr": 1e-5}
+    set_params(repo, {"train": worse, "finetune": worse})
+    sh([*GIT, "commit", "-qam", "worse"], repo)
+    failed = sh([script], repo, check=False, extra_env={"BASELINE": base_rev, "PUSH": "true"})
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "REGRESSION" in failed.stdout and "gate: FAILED" in failed.stderr
+    assert "==> dvc push" not in failed.stdout
+    assert "| train.lr | 0.0300 | 0.0000 |" in (repo / "retrain-report.md").read_text()
+    sh(["git", "checkout", "-q", "--", "."], repo)
+
+    # More epochs at a higher rate: better than the baseline; passes and pushes.
+    better = {"lr": 0.1, "max_epochs": 6}
+    set_params(repo, {"train": better, "finetune": better})
+    passed = sh([script], repo, extra_env={"BASELINE": base_rev, "PUSH": "true"})
+    assert "gate: passed" in passed.stdout and "==> dvc push" in passed.stdout
+    sh(["git", "add", "-A"], repo)
+    sh([*GIT, "commit", "-qm", "better"], repo)
+
+    # A fresh clone restores every output from the remote.
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    sh(["dvc", "pull"], clone)
+    assert (clone / "models/finetune/model.pt").read_bytes() == (repo / "models/finetune/model.pt").read_bytes()
+    assert sh(["dvc", "status", "--json"], clone).stdout.strip() == "{}"

@@ -165,7 +165,7 @@ def main() -> None:
 
     encode_ratio, embed_ratio = direct_s / stage_s, plain_s / ours_s
     results = {
-        "command": "python bench/bench_tokenize_embed.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python", "bench/bench_tokenize_embed.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "load_avg_1min_before": load_before,
                     "load_avg_1min_after": os.getloadavg()[0], "python": platform.python_version(),
                     **{pkg: version(pkg) for pkg in ("sentencepiece", "gensim", "tokenizers", "numpy")}},

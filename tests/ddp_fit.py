@@ -17,7 +17,7 @@ from reprotext.training import FitSettings, TokenDataset, encode_labels, fit, se
 
 
 def word_task(train_docs: int = 126) -> tuple[TokenDataset, TokenDataset, list[str], int]:
-    """The synthetic corpus with one id per word: train (the first ``train_docs``), dev (the rest), labels, vocab size."""
+    """The synthetic corpus, one id per word: train (the first ``train_docs``), dev (the rest), labels, vocab size."""
     texts, labels = make_corpus()
     vocab = {w: i + 6 for i, w in enumerate(sorted({w for t in texts for w in t.split()}))}  # after the specials
     arr = TokenArray.from_lists([[vocab[w] for w in t.split()] for t in texts])

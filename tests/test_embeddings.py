@@ -67,6 +67,15 @@ def test_loss_per_token_matches_gensims_own_total(piece_corpus, result, tokenize
     assert ours == pytest.approx(plain.get_latest_training_loss(), rel=1e-3)
 
 
+def test_loss_of_long_epochs_is_measured_on_a_sample_of_jobs(piece_corpus, monkeypatch):
+    # Twenty copies: ~180,000 tokens in ~18 gensim jobs, every 4th measured once sampling starts at 2 jobs.
+    monkeypatch.setattr(embeddings, "LOSS_SAMPLE_MIN_JOBS", 2)
+    big = PieceCorpus(piece_corpus.arrays * 20, piece_corpus.pieces.tolist())
+    ours = train_embeddings(big, EmbedConfig(dim=16, epochs=1, min_count=1, seed=3), progress=False).losses
+    plain = Word2Vec(list(big), vector_size=16, sg=1, min_count=1, workers=1, seed=3, epochs=1, compute_loss=True)
+    assert ours[0] == pytest.approx(plain.get_latest_training_loss() / big.n_tokens(), rel=0.05)
+
+
 def test_cbow_trains_too(piece_corpus, tokenizer):
     cbow = train_embeddings(piece_corpus, EmbedConfig(algorithm="cbow", dim=8, epochs=1, min_count=1), progress=False)
     assert cbow.vectors.shape == (tokenizer.vocab_size, 8) and cbow.losses[0] > 0

@@ -71,7 +71,8 @@ def test_dropconnect_drops_weights_in_training_only():
 
 
 def test_dropconnect_and_batch_norm_in_the_head():
-    config = ModelConfig(**{**CONFIG.__dict__, "hidden_dim": 16, "dropout": 0.0, "dropconnect": 0.5, "batch_norm": True})
+    config = ModelConfig(**{**CONFIG.__dict__, "hidden_dim": 16, "dropout": 0.0, "dropconnect": 0.5,
+                            "batch_norm": True})
     model = Classifier(config)
     kinds = [type(m).__name__ for m in model.head.modules()]
     assert kinds.count("DropConnectLinear") == 2 and "BatchNorm1d" in kinds

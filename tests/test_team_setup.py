@@ -45,7 +45,7 @@ def postgres():
                       f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"])
         try:
             _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"])
-            yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+            yield f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow"
         finally:
             _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"])
     finally:

@@ -12,8 +12,10 @@ def test_uri_defaults_to_sqlite_at_the_root_and_env_overrides(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path / "sub")
     assert project_root() == tmp_path
     assert tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "sub"))
-    assert project_root() == tmp_path / "sub"
+    # A queued experiment runs in a copy; DVC_ROOT names the repository, where the store stays.
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert project_root() == tmp_path
+    assert tracking_uri() == f"sqlite:///{tmp_path}/repo/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert tracking_uri() == "http://127.0.0.1:5999"
 

@@ -213,14 +213,16 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
-        if self.mode != ("min" if self.monitor == "dev/loss" else "max"):
-            raise ValueError(f"monitor {self.monitor} improves when it goes {'down' if self.monitor == 'dev/loss' else 'up'}; "
-                             f"set train.mode: {'min' if self.monitor == 'dev/loss' else 'max'}")
+        better = "min" if self.monitor == "dev/loss" else "max"
+        if self.mode != better:
+            raise ValueError(f"monitor {self.monitor} improves when it goes {'down' if better == 'min' else 'up'}; "
+                             f"set train.mode: {better}")
         if self.model == "transformer" and self.max_len > self.transformer.max_positions:
-            raise ValueError(f"max_len {self.max_len} exceeds the transformer's {self.transformer.max_positions} positions; "
-                             "lower train.max_len")
+            raise ValueError(f"max_len {self.max_len} exceeds the transformer's {self.transformer.max_positions} "
+                             "positions; lower train.max_len")
         if isinstance(self.devices, int) and self.devices < 1:
-            raise ValueError(f"devices {self.devices} must be >= 1, 'auto' or a list of device indices; fix train.devices")
+            raise ValueError(f"devices {self.devices} must be >= 1, 'auto' or a list of device indices; "
+                             "fix train.devices")
         if self.batch_norm and (self.gd_mode == "sgd" or self.batch_size == 1):
             raise ValueError("batch norm needs batches of more than one example; "
                              "set train.batch_norm: false or use gd_mode minibatch/full with batch_size > 1")

@@ -6,7 +6,6 @@ and those vectors initialise the classifier's embedding layer
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,8 +20,6 @@ from reprotext.errors import ArtifactError, DataError
 from reprotext.io import FORMAT_VERSION, read_json, write_json
 from reprotext.tokenizer import PAD, TokenArray, Tokenizer
 
-log = logging.getLogger(__name__)
-
 VECTORS_FILE, META_FILE = "vectors.npy", "meta.json"
 # gensim truncates sentences longer than this (its MAX_WORDS_IN_BATCH); longer
 # documents are cut into consecutive chunks instead of losing their tails.
@@ -30,6 +27,10 @@ GENSIM_MAX_SENTENCE = 10_000
 INIT_UNSEEN = "normal(0, s^2), s the std of the trained vectors' entries; pad row zero"
 # The word-similarity benchmarks that ship inside the gensim wheel (gensim/test/test_data).
 SIMILARITY_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+# Computing gensim's loss slows training by ~5%. On a corpus of at least
+# LOSS_SAMPLE_MIN_JOBS jobs (gensim's jobs hold 10,000 words) it is measured on
+# every LOSS_EVERY-th job only: ~1%, still an even sample of each epoch.
+LOSS_EVERY, LOSS_SAMPLE_MIN_JOBS = 4, 100
 
 
 class PieceCorpus:
@@ -57,9 +58,11 @@ class PieceCorpus:
 
 @dataclass
 class EmbedResult:
+    """Trained vectors aligned to the tokenizer, and how training went."""
+
     vectors: np.ndarray  # (V, D) float32, row i = tokenizer id i
     trained: np.ndarray  # (V,) bool: the row was learnt by word2vec, not initialised at random
-    losses: list[float]  # word2vec loss per token, one per epoch
+    losses: list[float]  # word2vec loss per token, one per epoch (on large corpora from every LOSS_EVERY-th job)
     seconds: float  # training time (vocabulary scan excluded)
     effective_tokens: int  # tokens trained on after subsampling, all epochs
 
@@ -76,60 +79,84 @@ class EmbedResult:
         return corpus_tokens * len(self.losses) / max(self.seconds, 1e-9)
 
 
+class _LossMeter:
+    """word2vec's loss per token in each epoch, measured on every ``every``-th job; thread-safe."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.lock = threading.Lock()
+        self.job, self.loss, self.words = 0, 0.0, 0
+        self.epochs: list[float] = []
+
+    def start_job(self) -> bool:
+        """Whether the job about to run is measured: jobs every, 2 * every, ... of the epoch.
+
+        The epoch's first job is skipped unless every is 1: its loss, the highest, would bias the sample.
+        """
+        with self.lock:
+            self.job += 1
+            return self.job % self.every == 0
+
+    def end_job(self, measured: bool, loss: float, words: int) -> None:
+        if measured:
+            with self.lock:
+                self.loss += loss
+                self.words += words
+
+    def end_epoch(self) -> float:
+        with self.lock:
+            self.epochs.append(self.loss / max(self.words, 1))
+            self.job, self.loss, self.words = 0, 0.0, 0
+            return self.epochs[-1]
+
+
 def train_embeddings(corpus: PieceCorpus, cfg: EmbedConfig, progress: bool = True) -> EmbedResult:
     """Train word2vec on ``corpus`` and align its vectors to the tokenizer ids."""
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
+    from gensim.models.word2vec import MAX_WORDS_IN_BATCH  # words per gensim job (its batch_words default)
 
     bar = tqdm(total=corpus.n_tokens() * cfg.epochs, desc="word2vec", unit="tok", unit_scale=True, disable=not progress)
-    lock = threading.Lock()
-    epoch_loss = [0.0]
+    meter = _LossMeter(LOSS_EVERY if corpus.n_tokens() >= LOSS_SAMPLE_MIN_JOBS * MAX_WORDS_IN_BATCH else 1)
 
     class _Word2Vec(Word2Vec):
-        """Word2Vec that banks its loss after every job and advances the progress bar.
+        """Word2Vec that measures its loss job by job and advances the progress bar.
 
         gensim sums the loss of a whole ``train()`` call in float32, so past
-        ~1e7 a job's contribution is rounded away (gensim issue #2617); moving it
-        into a float64 total after each job keeps every float32 sum small. Exact
-        with one worker; with several, jobs race on the shared total, as in
-        gensim itself.
+        ~1e7 a job's share is rounded away (gensim issue #2617); summing each
+        measured job from zero and banking it in float64 keeps it exact. With
+        several workers, jobs race on the model's loss fields, as in gensim
+        itself, and the loss is approximate.
         """
 
         def _do_train_job(self, sentences, alpha, inits):  # gensim 4.4's private hook, called once per job
+            measured = meter.start_job()
+            self.compute_loss, self.running_training_loss = measured, 0.0
             tally, raw_tally = super()._do_train_job(sentences, alpha, inits)
-            with lock:
-                epoch_loss[0] += self.running_training_loss
-                self.running_training_loss = 0.0
+            meter.end_job(measured, self.running_training_loss, raw_tally)
             bar.update(raw_tally)
             return tally, raw_tally
 
-    class _EpochLoss(CallbackAny2Vec):
-        def __init__(self) -> None:
-            self.losses: list[float] = []
-
+    class _EpochEnd(CallbackAny2Vec):
         def on_epoch_end(self, model) -> None:
-            self.losses.append(epoch_loss[0] / max(corpus.n_tokens(), 1))
-            epoch_loss[0] = 0.0
-            bar.set_postfix(loss=f"{self.losses[-1]:.4g}")
+            bar.set_postfix(loss=f"{meter.end_epoch():.4g}")
 
     model = _Word2Vec(
         vector_size=cfg.dim, window=cfg.window, negative=cfg.negative, hs=0,
         sg=1 if cfg.algorithm == "skipgram" else 0, min_count=cfg.min_count, sample=cfg.sample,
-        workers=cfg.workers, seed=cfg.seed, compute_loss=True,
+        workers=cfg.workers, seed=cfg.seed,
     )
     model.build_vocab(corpus)
     if len(model.wv) == 0:
         bar.close()
         raise DataError(f"word2vec vocabulary is empty: no piece occurs embed.min_count={cfg.min_count} times; "
                         "lower embed.min_count or add training text")
-    callback = _EpochLoss()
     start = time.perf_counter()
-    effective, _ = model.train(corpus, total_examples=model.corpus_count, epochs=cfg.epochs, callbacks=[callback],
-                               compute_loss=True)
+    effective, _ = model.train(corpus, total_examples=model.corpus_count, epochs=cfg.epochs, callbacks=[_EpochEnd()])
     seconds = time.perf_counter() - start
     bar.close()
     vectors, trained = align(model.wv, corpus.pieces.tolist(), cfg.seed)
-    return EmbedResult(vectors, trained, callback.losses, seconds, int(effective))
+    return EmbedResult(vectors, trained, meter.epochs, seconds, int(effective))
 
 
 def align(wv, pieces: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:

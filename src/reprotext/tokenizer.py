@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -22,8 +21,6 @@ import sentencepiece as spm
 from reprotext.config import TokenizeConfig
 from reprotext.errors import ArtifactError, ConfigError
 from reprotext.io import FORMAT_VERSION, read_json, sha256_file, write_json
-
-log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS, CLS, MASK = 0, 1, 2, 3, 4, 5
 SPECIALS = {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS, "cls": CLS, "mask": MASK}

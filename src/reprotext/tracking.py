@@ -35,9 +35,11 @@ _EXPS_TMP = re.compile(r"^(.*)/\.dvc/tmp/exps/")
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    """The pipeline's root: ``DVC_ROOT`` if set, else the nearest parent holding dvc.yaml."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
+    """The workspace a stage runs in: the nearest parent of the working directory holding dvc.yaml.
+
+    For a queued experiment this is DVC's temporary copy, whose params and
+    metrics are the experiment's own.
+    """
     here = Path(start or os.getcwd()).resolve()
     for d in (here, *here.parents):
         if (d / "dvc.yaml").is_file():
@@ -45,21 +47,25 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
-def store_root(root: Path) -> Path:
-    """Where the default SQLite store lives: the user's repository, even for a queued experiment.
+def store_root(workspace: Path) -> Path:
+    """Where the default SQLite store lives: the user's repository, also for a queued experiment.
 
     ``dvc queue`` runs each experiment in a temporary copy under
-    ``<repo>/.dvc/tmp/exps/``; a store inside the copy would vanish with it.
+    ``<repo>/.dvc/tmp/exps/`` and sets ``DVC_ROOT`` to the repository; a store
+    inside the copy would vanish with it.
     """
-    m = _EXPS_TMP.match(str(root))
-    return Path(m.group(1)) if m else root
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    m = _EXPS_TMP.match(str(workspace))
+    return Path(m.group(1)) if m else workspace
 
 
-def tracking_uri(root: Path | None = None) -> str:
+def tracking_uri(workspace: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repository>/mlflow.db``."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    return f"sqlite:///{store_root(root or project_root()) / 'mlflow.db'}"
+    return f"sqlite:///{store_root(workspace or project_root()) / 'mlflow.db'}"
 
 
 def redact(uri: str) -> str:

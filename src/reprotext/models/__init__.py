@@ -7,5 +7,5 @@ from reprotext.models.ffnn import FFNNEncoder
 from reprotext.models.rnn import RNNEncoder
 from reprotext.models.transformer import TransformerEncoder
 
-__all__ = ["BagEncoder", "CNNEncoder", "DropConnectLinear", "ENCODERS", "FFNNEncoder", "RNNEncoder", "Classifier", "Head",
-           "ModelConfig", "TransformerEncoder", "load_model", "save_model"]
+__all__ = ["BagEncoder", "CNNEncoder", "DropConnectLinear", "ENCODERS", "FFNNEncoder", "RNNEncoder", "Classifier",
+           "Head", "ModelConfig", "TransformerEncoder", "load_model", "save_model"]

@@ -1,7 +1,6 @@
-"""Callbacks: early stopping that restores the best epoch, the per-epoch history, per-epoch seeds, resume checkpoints."""
+"""Callbacks: early stopping that restores the best epoch, per-epoch history and seeds, resume checkpoints."""
 from __future__ import annotations
 
-import logging
 import math
 import os
 import random
@@ -12,8 +11,6 @@ import lightning as L
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
-
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """A 32-bit seed derived from (seed, epoch, rank) without collisions between nearby triples."""
@@ -21,12 +18,19 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 
 class EpochSeed(L.Callback):
-    """Reseeds Python, NumPy and torch before every epoch, so a resumed run draws the same dropout masks."""
+    """Reseeds Python, NumPy and torch before each epoch's first batch: a resumed run draws the same dropout masks.
+
+    Not in ``on_train_epoch_start``: Lightning skips that hook for the first
+    epoch after resuming from a checkpoint written at the end of an epoch.
+    """
 
     def __init__(self, seed: int):
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx:
+            return
         s = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
         random.seed(s)
         np.random.seed(s)

@@ -111,7 +111,8 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     if resume_dir is not None and trainer.is_global_zero:
         shutil.rmtree(resume_dir, ignore_errors=True)
     if stopper.best_epoch < 0:
-        raise ConfigError(f"training diverged: {settings.monitor} was never finite; lower train.lr or set train.grad_clip")
+        raise ConfigError(f"training diverged: {settings.monitor} was never finite; "
+                          "lower train.lr or set train.grad_clip")
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
     log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
              stopper.best_value, seconds)

@@ -50,7 +50,7 @@ def _epochs_done(path: Path, model: Classifier) -> int | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         state, epoch = ckpt["state_dict"], int(ckpt["epoch"])
-    except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError, pickle.UnpicklingError) as exc:
         log.warning("%s: unreadable resume checkpoint (%s); starting afresh", path, exc.__class__.__name__)
         return None
     expected = {f"model.{k}": v.shape for k, v in model.state_dict().items()}

@@ -7,7 +7,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Training knobs; the first six are the ones every stage sets, the rest default to plain mini-batch AdamW on CPU."""
+    """Training knobs: the first six every stage sets; the rest default to plain mini-batch AdamW on the CPU."""
 
     lr: float
     weight_decay: float

@@ -1,0 +1,224 @@
+"""Benchmark the train stage's encoders on the default data, and Lightning's per-step overhead.
+
+Needs a repository where `dvc repro embed` has run (data/split, data/tokens,
+models/tokenizer, models/embeddings under --root). For each encoder: the
+params.yaml train config with that encoder, and the overrides in ENCODERS
+(shorter documents and fewer epochs for the slow ones, reported); fitted as
+the stage fits it (early stopping on dev loss), then scored on the *test*
+split with the evaluate stage's functions. Nothing is tuned on test.
+
+Overhead: the same model (default bag), the same pre-collated batches and the
+same optimiser, once through Lightning's Trainer with our ClassifierModule and
+once through a plain PyTorch loop doing the same forward, loss, accuracy,
+backward, step and LR-schedule step; per-step time over the epoch (setup
+excluded), best of --repeats alternated runs.
+
+    .venv/bin/python bench/bench_train.py --root . [--encoders bag cnn] [--out bench/results/train.json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from reprotext import embeddings
+from reprotext.config import TrainConfig, load_section
+from reprotext.evaluation import classification_metrics, predict_proba
+from reprotext.models import Classifier, ModelConfig
+from reprotext.tokenizer import Tokenizer
+from reprotext.training import ClassifierModule, FitSettings, collate, fit, seed_everything
+from reprotext.training.data import EpochShuffleSampler, load_task
+from reprotext.training.module import lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+# Per encoder: params overrides. Sequence models read the first 256 pieces (the bag and the FFNN window
+# see as much as the stage default allows) and get fewer epochs so the whole bench stays near 15 minutes
+# on 2 CPU cores.
+ENCODERS: dict[str, dict] = {
+    "bag": {},
+    "ffnn": {"max_epochs": 10},
+    "cnn": {"max_len": 256, "max_epochs": 4},
+    "rnn": {"max_len": 256, "max_epochs": 3},
+    "transformer": {"max_len": 256, "max_epochs": 3, "schedule": "linear", "warmup": 0.05},
+}
+
+
+def train_config(params: Path, overrides: dict) -> TrainConfig:
+    """params.yaml's train section with ``overrides`` merged (one level deep for the encoder sections)."""
+    base = load_section("train", TrainConfig, params).model_dump()
+    for key, value in overrides.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) else value
+    return TrainConfig.model_validate(base)
+
+
+def run_encoder(name: str, cfg: TrainConfig, root: Path) -> dict:
+    """Fit one encoder as the train stage does; dev and test scores, time."""
+    tok = Tokenizer.load(root / "models/tokenizer")
+    train, dev, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
+    vectors = embeddings.load(root / "models/embeddings", tok.sha256)
+    seed_everything(cfg.seed)
+    config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+    model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
+    result = fit(model, train, dev, replace(FitSettings.from_config(cfg), progress_bar=False))
+    test = pd.read_parquet(root / "data/split/source/test.parquet")
+    start = time.perf_counter()
+    proba = predict_proba(model, tok, test["text"].tolist())
+    predict_seconds = time.perf_counter() - start
+    scores = classification_metrics(test["label"].astype(str).tolist(), [labels[i] for i in proba.argmax(1)])
+    return {
+        "overrides": ENCODERS[name], "max_len": cfg.max_len, "max_epochs": cfg.max_epochs,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+        "dev_accuracy": result.best["dev/accuracy"], "dev_loss": result.best["dev/loss"],
+        "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
+        "fit_seconds": result.seconds, "seconds_per_epoch": result.seconds / len(result.history),
+        "test_predict_seconds": predict_seconds,
+    }
+
+
+class Batches(Dataset):
+    """Pre-collated batches, served one per item (DataLoader with batch_size=None)."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches[i]
+
+
+class EpochTimer(L.Callback):
+    """Wall time of the training epoch alone (Trainer setup and teardown excluded)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def plain_epoch(model: Classifier, batches: list, settings: FitSettings) -> float:
+    """The ClassifierModule's training step by hand: same loss, accuracy bookkeeping, optimiser and schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(settings.schedule, 0, len(batches)))
+    loss_sum, correct = torch.zeros(()), torch.zeros(())
+    model.train()
+    start = time.perf_counter()
+    for ids, y in batches:
+        logits = model(ids)
+        loss = F.cross_entropy(logits.float(), y)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(-1) == y).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    float(loss_sum)  # the epoch's mean is read once, as Lightning does
+    return time.perf_counter() - start
+
+
+def lightning_epoch(model: Classifier, batches: list, settings: FitSettings) -> tuple[float, float]:
+    """One epoch through Lightning's Trainer: (epoch seconds, seconds including Trainer setup)."""
+    timer = EpochTimer()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, deterministic=True, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer])
+    start = time.perf_counter()
+    trainer.fit(ClassifierModule(model, settings), DataLoader(Batches(batches), batch_size=None))
+    return timer.seconds, time.perf_counter() - start
+
+
+def overhead(cfg: TrainConfig, root: Path, steps: int, repeats: int) -> dict:
+    """Per-step time of Lightning against a plain loop, same model, batches and optimiser."""
+    tok = Tokenizer.load(root / "models/tokenizer")
+    train, _, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
+    order = list(EpochShuffleSampler(len(train), cfg.seed))
+    batches = [collate([train[i] for i in order[s: s + cfg.batch_size]])
+               for s in range(0, min(len(order), steps * cfg.batch_size), cfg.batch_size)]
+    vectors = embeddings.load(root / "models/embeddings", tok.sha256)
+    seed_everything(cfg.seed)
+    config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+    initial = Classifier(config, vectors)
+    settings = replace(FitSettings.from_config(cfg), progress_bar=False)
+    torch.use_deterministic_algorithms(True)  # as the Trainer sets it, for both
+    plain, light, light_total = [], [], []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        plain.append(plain_epoch(copy.deepcopy(initial), batches, settings))
+        torch.manual_seed(0)
+        epoch_s, total_s = lightning_epoch(copy.deepcopy(initial), batches, settings)
+        light.append(epoch_s)
+        light_total.append(total_s)
+    n = len(batches)
+    return {
+        "model": cfg.model, "steps": n, "batch_size": cfg.batch_size, "repeats": repeats,
+        "plain_ms_per_step": 1e3 * min(plain) / n, "lightning_ms_per_step": 1e3 * min(light) / n,
+        "lightning_with_setup_ms_per_step": 1e3 * min(light_total) / n,
+        "overhead_pct": 100 * (min(light) / min(plain) - 1),
+        "plain_runs_s": plain, "lightning_runs_s": light, "lightning_with_setup_runs_s": light_total,
+    }
+
+
+def markdown(results: dict) -> str:
+    """The results as a Markdown table."""
+    lines = ["| encoder | max_len | epochs run (max) | best epoch | dev acc | test acc | test macro-F1 | fit s "
+             "| s/epoch |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["encoders"].items():
+        lines.append(f"| {name} | {r['max_len']} | {r['epochs_run']} ({r['max_epochs']}) | {r['best_epoch']} | "
+                     f"{r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['test_macro_f1']:.4f} | "
+                     f"{r['fit_seconds']:.0f} | {r['seconds_per_epoch']:.1f} |")
+    if "overhead" in results:
+        o = results["overhead"]
+        lines += ["", f"Lightning per-step overhead ({o['model']}, {o['steps']} steps of {o['batch_size']}, best of "
+                      f"{o['repeats']}): plain {o['plain_ms_per_step']:.2f} ms/step, Lightning "
+                      f"{o['lightning_ms_per_step']:.2f} ms/step ({o['overhead_pct']:+.1f}%); with Trainer setup "
+                      f"{o['lightning_with_setup_ms_per_step']:.2f} ms/step."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=ROOT, help="a repository after `dvc repro embed`")
+    p.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    p.add_argument("--encoders", nargs="*", default=list(ENCODERS), choices=list(ENCODERS))
+    p.add_argument("--overhead-steps", type=int, default=300, help="0 skips the overhead measurement")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "bench/results/train.json")
+    args = p.parse_args()
+    results: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                                 "lightning": L.__version__, "cpu_threads": torch.get_num_threads(),
+                                 "processor": platform.processor() or platform.machine(),
+                                 "load_average_at_start": os.getloadavg()},
+                     "encoders": {}}
+    for name in args.encoders:
+        cfg = train_config(args.params, {"model": name, **ENCODERS[name]})
+        results["encoders"][name] = run_encoder(name, cfg, args.root)
+        print(json.dumps({name: results["encoders"][name]}, indent=1), flush=True)
+    if args.overhead_steps:
+        results["overhead"] = overhead(train_config(args.params, {}), args.root, args.overhead_steps, args.repeats)
+        print(json.dumps({"overhead": results["overhead"]}, indent=1), flush=True)
+    results["machine"]["load_average_at_end"] = os.getloadavg()  # other work on the machine skews the times
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -131,3 +131,24 @@ def test_a_stage_outside_a_pipeline_root_still_logs(tmp_path, monkeypatch):
     with stage_run("a", {"k": 1}):
         run_id = mlflow.active_run().info.run_id
     assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).info.status == "FINISHED"
+
+
+def test_an_unreachable_server_fails_fast_naming_the_uri(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import pytest
+
+    from reprotext.errors import ReprotextError
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:hunter2@127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(ReprotextError, match=rf"http://bob:\*\*\*@127.0.0.1:{port} is unreachable") as err:
+        with stage_run("train", {}):
+            pass
+    assert time.monotonic() - start < 15 and "hunter2" not in str(err.value)

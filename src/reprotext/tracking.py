@@ -123,6 +123,30 @@ def _numeric(d: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in flatten(d, sep="/").items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, before any heavy work, when a tracking server does not answer.
+
+    MLflow's own client retries for minutes; a stage should not train for an
+    hour and then lose its run.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # answering at all (e.g. 401/404 behind a proxy) means it is reachable
+            return
+        reason = f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+    raise ReprotextError(f"MLflow tracking server {redact(uri)} is unreachable ({reason}); start it, fix "
+                         "MLFLOW_TRACKING_URI, or unset it to log to the local sqlite store")
+
+
 class Tracker:
     """Parent/child run bookkeeping for one stage process."""
 
@@ -132,6 +156,7 @@ class Tracker:
 
         self.mlflow, self.stage, self.root = mlflow, stage, root
         self.uri = tracking_uri(root)
+        check_reachable(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         try:

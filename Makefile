@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+# The stages' commands in dvc.yaml call `python`: the venv's, for `make run` and everything it starts.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-deps run test ui clean
+.PHONY: setup system-deps run test ui bench lecture clean
 
 setup: $(STAMP)
 
@@ -14,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 run: setup
@@ -29,6 +31,17 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/pytest
+
+# Long (about an hour on 2 cores): the accuracy table, throughput ratios and scaling -> bench/BENCHMARKS.md.
+# The peers it measures (HF tokenizers, fastText) are the `bench` extra; `make test` runs its smoke version.
+bench: setup
+	$(BIN)/python bench/run.py
+
+# The seminar as one sweep of queued DVC experiments (under 30 minutes on 2 cores) -> reports/lecture.md.
+# LECTURE_SIZE=big runs it on all the data; the workspace is left as it was.
+LECTURE_SIZE ?= default
+lecture: setup
+	$(BIN)/python -m reprotext.lecture --size $(LECTURE_SIZE)
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(HOST) --port $(PORT)

@@ -75,7 +75,8 @@ for model in ("bag", "transformer"):
     gpu, cpu = runs.get(f"{model}-gpu-bf16", {}), runs.get(f"{model}-cpu-fp32", {})
     if gpu.get("fit_seconds") and cpu.get("fit_seconds"):
         speedup[model] = round(cpu["fit_seconds"] / gpu["fit_seconds"], 2)
-result = {"gpu": (scratch / "gpu.txt").read_text().strip(), "runs": runs, "fit_speedup_gpu_bf16_over_cpu_fp32": speedup}
+gpu = (scratch / "gpu.txt").read_text().strip() if (scratch / "gpu.txt").is_file() else "unknown"
+result = {"gpu": gpu, "runs": runs, "fit_speedup_gpu_bf16_over_cpu_fp32": speedup}
 out.write_text(json.dumps(result, indent=2) + "\n")
 print(json.dumps(result, indent=2))
 PY

@@ -1,16 +1,24 @@
-"""finetune: the trained encoder under a new head, fine-tuned on the target task."""
+"""finetune: the trained encoder under a new head on the target task, against the same model from scratch;
+a few-shot learning curve and zero-shot classification, all scored on the target dev split (never test)."""
+from dataclasses import replace
 from pathlib import Path
 
-from reprotext import stage
+import pandas as pd
+
+from reprotext import dual_encoder, embeddings, stage, zeroshot
 from reprotext.config import FinetuneConfig, load_section
+from reprotext.evaluation import classification_metrics, majority_baseline
 from reprotext.io import atomic_dir, write_json
 from reprotext.models import load_model, save_model
 from reprotext.tokenizer import Tokenizer
-from reprotext.tracking import stage_run
-from reprotext.training import FitSettings, fit, seed_everything
+from reprotext.tracking import best_effort, stage_run
+from reprotext.training import FitSettings, seed_everything
 from reprotext.training.data import load_task
 from reprotext.training.history import save_history
-from reprotext.transfer import swap_head
+from reprotext.transfer import (fit_transfer, from_scratch, halve, sample_per_class, save_comparison_plot,
+                                save_curve_plot, score, subset, summarise_curve, swap_head)
+
+PRETRAINED = "pretrained"
 
 
 def main() -> None:
@@ -19,31 +27,126 @@ def main() -> None:
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--tokens", required=True)
     p.add_argument("--pretrained", required=True)
+    p.add_argument("--embeddings", required=True, help="the word2vec vectors (scratch init and zero-shot)")
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
+    p.add_argument("--report", required=True, help="directory for the comparison, few-shot and zero-shot files")
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("finetune", FinetuneConfig, args.params)
     with stage_run("finetune", cfg.model_dump()) as mlflow:
         tok = Tokenizer.load(args.tokenizer)
-        pretrained, _ = load_model(args.pretrained, tok.sha256)
+        pretrained, meta = load_model(args.pretrained, tok.sha256)
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, pretrained.config.max_len)
-        seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
-        model = swap_head(pretrained, labels, cfg.dropout)
-        result = fit(model, train_ds, dev_ds, FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs,
-                                                          cfg.patience, cfg.seed), mlflow)
-        metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                   "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
+        w2v = embeddings.load(args.embeddings, tok.sha256)
+        # "From scratch" starts where the train stage started on the source task, so the gain is what the
+        # source-task training added; "random" also takes away the word2vec pretraining.
+        train_init = meta.get("train_config", {}).get("embeddings", "pretrained")
+        inits = {"train_init": w2v if train_init == "pretrained" else None, "random": None}
+        builders = {PRETRAINED: lambda: swap_head(pretrained, labels, cfg.dropout)}
+        for name in cfg.scratch:
+            builders[f"scratch_{name}"] = lambda vectors=inits[name]: from_scratch(pretrained, labels, cfg.dropout,
+                                                                                 vectors)
+        # Early stopping selects on one stratified half of dev; the reported dev scores come from the other half.
+        stop_idx, score_idx = halve(dev_ds.labels, cfg.seed)
+        dev_stop, dev_score = subset(dev_ds, stop_idx), subset(dev_ds, score_idx)
+        schedule = dict(warmup_epochs=cfg.warmup_epochs, unfreeze_every=cfg.unfreeze_every,
+                        encoder_lr_factor=cfg.encoder_lr_factor)
+        full = FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.seed)
+
+        runs, histories, rows = {}, {}, []
+        for variant, build in builders.items():
+            seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
+            model = build()
+            result, frozen = fit_transfer(model, train_ds, dev_stop, full, **schedule,
+                                          mlflow_module=mlflow if variant == PRETRAINED else None)
+            scores = score(model, dev_score, labels)
+            runs[variant] = {"best_epoch": result.best_epoch, "epochs_to_best": result.best_epoch + 1,
+                             "epochs_run": len(result.history), "frozen_groups_per_epoch": frozen,
+                             "dev": {"loss": result.best["dev/loss"], **scores}}
+            histories[variant] = result.history
+            rows.append({"k": "all", "variant": variant, "seed": cfg.seed, "train_docs": len(train_ds),
+                         "best_epoch": result.best_epoch, **scores})
+            mlflow.log_metrics({f"{variant}/fit_seconds": result.seconds, f"{variant}/dev/accuracy": scores["accuracy"],
+                                f"{variant}/dev/macro_f1": scores["macro_f1"]})
+            if variant == PRETRAINED:
+                final, final_result = model, result
+
+        few = replace(full, batch_size=cfg.fewshot_batch_size, progress_bar=False,
+                      lr=cfg.lr if cfg.fewshot_lr is None else cfg.fewshot_lr,
+                      max_epochs=cfg.max_epochs if cfg.fewshot_max_epochs is None else cfg.fewshot_max_epochs,
+                      patience=cfg.patience if cfg.fewshot_patience is None else cfg.fewshot_patience)
+        for k in cfg.fewshot_k:
+            for seed in cfg.fewshot_seeds:
+                idx = sample_per_class(train_ds.labels, k, seed)
+                train_k = subset(train_ds, idx)
+                for variant, build in builders.items():
+                    seed_everything(seed)
+                    model = build()
+                    result, _ = fit_transfer(model, train_k, dev_stop, replace(few, seed=seed), **schedule)
+                    rows.append({"k": str(k), "variant": variant, "seed": seed, "train_docs": len(idx),
+                                 "best_epoch": result.best_epoch, **score(model, dev_score, labels)})
+        curve = pd.DataFrame(rows)
+        summary = summarise_curve(curve)
+
+        # Zero-shot on the whole dev split: no training, nothing selected on it.
+        label_texts = zeroshot.descriptions(labels, cfg.zeroshot_descriptions)
+        dev_labels = [labels[i] for i in dev_ds.labels]
+        train_labels = [labels[i] for i in train_ds.labels]
+        zs = {"majority": classification_metrics(dev_labels, majority_baseline(train_labels, len(dev_labels)))}
+        for name, vectors in (("word2vec", w2v), ("source_encoder", pretrained.encoder.embedding.weight.detach().numpy())):
+            sims = zeroshot.classify(vectors, tok, dev_ds.tokens, labels, label_texts, cfg.zeroshot_center,
+                                     pretrained.config.max_len)
+            zs[name] = classification_metrics(dev_labels, [labels[i] for i in sims.argmax(1)])
+
+        gain = {f"{v}.{key}": runs[PRETRAINED]["dev"][key] - runs[v]["dev"][key]
+                for v in runs if v != PRETRAINED for key in ("accuracy", "macro_f1")}
+        metrics = {"best_epoch": final_result.best_epoch, "epochs_run": len(final_result.history),
+                   "dev": {"loss": final_result.best["dev/loss"], "accuracy": final_result.best["dev/accuracy"]},
+                   "dev_score_docs": len(dev_score), "dev_stop_docs": len(dev_stop), "scratch_init": train_init,
+                   "runs": runs, "transfer_gain": gain, "fewshot": {},
+                   "zeroshot": {"dev": zs, "descriptions": dict(zip(labels, label_texts))}}
+        for r in summary.itertuples():
+            metrics["fewshot"].setdefault(f"k{r.k}", {})[r.variant] = {
+                "accuracy_mean": r.accuracy_mean, "accuracy_std": r.accuracy_std, "macro_f1_mean": r.macro_f1_mean,
+                "macro_f1_std": r.macro_f1_std, "seeds": int(r.seeds)}
+
         with atomic_dir(args.out) as tmp:
-            save_model(model, tmp, {"best_epoch": result.best_epoch, "finetune_config": cfg.model_dump(),
+            if cfg.dual_encoder.enabled:  # retrieval: the same starting encoder, contrastive instead of a head
+                metrics["dual_encoder"], seconds = dual_encoder.fit_for_retrieval(
+                    pretrained, cfg.dual_encoder, train_ds.tokens, train_ds.labels, dev_stop.tokens, dev_stop.labels,
+                    dev_score.tokens, dev_score.labels, final.encoder, tmp / "dual_encoder", tok)
+                mlflow.log_metrics({**{f"dual_encoder/dev/{k}": v for k, v in metrics["dual_encoder"]["dev"].items()},
+                                    "dual_encoder/fit_seconds": seconds})
+            save_model(final, tmp, {"best_epoch": final_result.best_epoch, "finetune_config": cfg.model_dump(),
                                     "pretrained_from": str(args.pretrained)})
-            save_history(result.history, Path(args.history), tmp / "history.png", result.best_epoch,
-                         f"finetune: {model.config.model} encoder, new head on the target task")
+            write_json(tmp / "zeroshot.json", {"labels": labels, "descriptions": label_texts,
+                                               "center": cfg.zeroshot_center})
+            save_history(final_result.history, Path(args.history), tmp / "history.png", final_result.best_epoch,
+                         f"finetune: {final.config.model} encoder, new head on the target task")
+        with atomic_dir(args.report) as tmp:
+            curve.to_csv(tmp / "fewshot.csv", index=False, float_format="%.6g")
+            summary.to_csv(tmp / "fewshot_summary.csv", index=False, float_format="%.6g")
+            wide = summary[summary["k"] != "all"].pivot(index="k", columns="variant", values="accuracy_mean")
+            wide.index = wide.index.astype(int)
+            wide.sort_index().reset_index().to_csv(tmp / "fewshot_curve.csv", index=False, float_format="%.6g")
+            save_curve_plot(summary, tmp / "fewshot.png",
+                            f"few-shot on the target task: mean +- std over {len(cfg.fewshot_seeds)} seeds")
+            save_comparison_plot(histories, {v: r["best_epoch"] for v, r in runs.items()}, tmp / "transfer.png",
+                                 "target dev (early-stopping half): fine-tuned vs from scratch")
+            pd.DataFrame([{"method": m, **v} for m, v in zs.items()]).to_csv(tmp / "zeroshot_dev.csv", index=False,
+                                                                             float_format="%.6g")
         write_json(args.metrics, metrics)
-        mlflow.log_metrics({"best_epoch": result.best_epoch, "best/dev/loss": result.best["dev/loss"],
-                            "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds})
-        mlflow.log_artifact(str(Path(args.out) / "history.png"))
-        mlflow.log_artifact(args.history)
+        with best_effort(f"the model was saved to {args.out}"):
+            mlflow.log_metrics({"best_epoch": final_result.best_epoch, "best/dev/loss": final_result.best["dev/loss"],
+                                "best/dev/accuracy": final_result.best["dev/accuracy"], "fit_seconds": final_result.seconds,
+                                **{f"transfer_gain/{k}": v for k, v in gain.items()},
+                                **{f"zeroshot/dev/{m}/accuracy": v["accuracy"] for m, v in zs.items()}})
+            mlflow.log_artifact(str(Path(args.out) / "history.png"))
+            mlflow.log_artifact(args.history)
+            mlflow.log_artifacts(args.report, "finetune")
+        for variant, r in runs.items():
+            print(f"{variant:>22}: dev accuracy {r['dev']['accuracy']:.4f} (best epoch {r['best_epoch']})")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """split: seeded train/dev/test of each prepared dataset, no text in two splits, and the data report."""
 from pathlib import Path
 
-import pandas as pd
-
 from reprotext import stage
 from reprotext.config import SplitConfig, load_section
 from reprotext.data.report import summarize, write_report
 from reprotext.data.split import SPLITS, split_frame
-from reprotext.data.store import read_meta, write_frame
+from reprotext.data.store import read_frame, read_meta, write_frame
 from reprotext.errors import DataError
 from reprotext.io import atomic_dir, sha256_file, write_json
 from reprotext.tracking import stage_run
@@ -29,7 +27,7 @@ def main() -> None:
             path = Path(args.prepared) / f"{role}.parquet"
             if not path.is_file():
                 raise DataError(f"{path}: prepared data not found; run `dvc repro prepare` first")
-            results[role] = split_frame(pd.read_parquet(path), cfg, where=str(path))
+            results[role] = split_frame(read_frame(path), cfg, where=str(path))
             summaries.append(summarize(role, results[role], read_meta(path)))
             meta[role] = {"stage": "split", "role": role, "params": cfg.model_dump(), "input_sha256": sha256_file(path)}
         with atomic_dir(args.out) as tmp, atomic_dir(args.report) as report:

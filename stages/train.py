@@ -9,7 +9,7 @@ from reprotext.config import TrainConfig, load_section
 from reprotext.io import atomic_dir, write_json
 from reprotext.models import Classifier, ModelConfig, save_model
 from reprotext.tokenizer import Tokenizer
-from reprotext.tracking import stage_run
+from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, fit, seed_everything
 from reprotext.training.data import load_task
 from reprotext.training.history import save_history
@@ -29,7 +29,7 @@ def main() -> None:
     cfg = load_section("train", TrainConfig, args.params)
     # Under DDP Lightning re-runs this script once per extra process; only rank 0 tracks and writes.
     lead = rank_zero_only.rank == 0
-    with stage_run("train", cfg.model_dump()) if lead else contextlib.nullcontext() as mlflow:
+    with stage_run("train", cfg.model_dump(mode="json")) if lead else contextlib.nullcontext() as mlflow:
         tok = Tokenizer.load(args.tokenizer)
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
         vectors = embeddings.load(args.embeddings, tok.sha256)
@@ -42,18 +42,21 @@ def main() -> None:
         result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
         if not lead:
             return
+        n_params = sum(p.numel() for p in model.parameters())
         metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
+                   "parameters": n_params, "parameters_without_embeddings": n_params - model.encoder.embedding.weight.numel(),
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
         with atomic_dir(args.out) as tmp:
             save_model(model, tmp, {"best_epoch": result.best_epoch, "train_config": cfg.model_dump(mode="json")})
             save_history(result.history, Path(args.history), tmp / "history.png", result.best_epoch,
                          f"train: {cfg.model} on the source task")
         write_json(args.metrics, metrics)
-        mlflow.log_metrics({"best_epoch": result.best_epoch, "best/dev/loss": result.best["dev/loss"],
-                            "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds,
-                            "resumed_after_epochs": result.resumed_after})
-        mlflow.log_artifact(str(Path(args.out) / "history.png"))
-        mlflow.log_artifact(args.history)
+        with best_effort(f"the model was saved to {args.out}"):  # a tracking server that died must not cost the model
+            mlflow.log_metrics({"best_epoch": result.best_epoch, "best/dev/loss": result.best["dev/loss"],
+                                "best/dev/accuracy": result.best["dev/accuracy"], "fit_seconds": result.seconds,
+                                "resumed_after_epochs": result.resumed_after})
+            mlflow.log_artifact(str(Path(args.out) / "history.png"))
+            mlflow.log_artifact(args.history)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ TINY = {
     "tokenize": {"vocab_size": 600},
     "embed": {"dim": 16, "epochs": 1},
     "train": {"max_epochs": 2, "lr": 0.1},
-    "finetune": {"max_epochs": 2, "lr": 0.1},
+    "finetune": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1, 5], "fewshot_seeds": [0, 1],
+                 "dual_encoder": {"epochs": 1}},
 }
 
 

@@ -1,6 +1,7 @@
 """Every encoder: shapes, gradients and padding invariance on odd inputs (length 1, trailing padding, max length)."""
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reprotext.errors import ArtifactError, ConfigError
 from reprotext.models import Classifier, ModelConfig
@@ -13,17 +14,17 @@ OPTIONS = {
     "ffnn": {"window": 6, "proj_dim": 4, "hidden": [16, 8]},
     "cnn": {"widths": [2, 5], "filters": 6},
     "rnn-lstm-max": {"cell": "lstm", "hidden_size": 8, "layers": 2, "pooling": "max"},
-    "rnn-gru-last": {"cell": "gru", "hidden_size": 8, "bidirectional": True, "pooling": "last"},
+    "rnn-gru-last": {"cell": "gru", "hidden_size": 8, "layers": 2, "pooling": "last"},
     "rnn-lstm-mean-uni": {"cell": "lstm", "hidden_size": 8, "bidirectional": False, "pooling": "mean"},
     "transformer-cls": {"layers": 2, "heads": 2, "ff_dim": 16, "pooling": "cls", "max_positions": MAX_LEN},
     "transformer-mean": {"layers": 1, "heads": 4, "ff_dim": 16, "pooling": "mean", "max_positions": MAX_LEN},
 }
 
 
-def _model(key: str, **overrides) -> Classifier:
+def _model(key: str) -> Classifier:
     torch.manual_seed(0)
     config = ModelConfig(key.split("-")[0], vocab_size=40, embedding_dim=8, labels=("a", "b", "c"), max_len=MAX_LEN,
-                         encoder=OPTIONS[key], **overrides)
+                         encoder=OPTIONS[key])
     return Classifier(config).eval()
 
 
@@ -90,3 +91,28 @@ def test_unknown_encoder_option_is_a_clear_error():
         Classifier(ModelConfig("cnn", 40, 8, ("a", "b"), encoder={"kernel": 3}))
     with pytest.raises(ArtifactError, match="unknown model 'mlp'"):
         Classifier(ModelConfig("mlp", 40, 8, ("a", "b")))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_rnn_equals_pytorchs_packed_bidirectional_rnn(cell):
+    # The unpacked, flip-in-place implementation computes what a packed 2-layer bidirectional RNN does.
+    model = _model("rnn-lstm-max" if cell == "lstm" else "rnn-gru-last")
+    enc = model.encoder
+    layers = len(enc.forward_layers)
+    ref = type(enc.forward_layers[0])(8, 8, num_layers=layers, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for i in range(layers):
+            for direction, rnn in (("", enc.forward_layers[i]), ("_reverse", enc.backward_layers[i])):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(ref, f"{name}_l{i}{direction}").copy_(getattr(rnn, f"{name}_l0"))
+    ids = torch.tensor(INPUTS["padding-at-end"])
+    lengths = (ids != PAD).sum(1)
+    packed = pack_padded_sequence(enc.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+    expected, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=ids.shape[1])  # (B, T, 2H)
+    with torch.no_grad():
+        mask = ids != PAD
+        if enc.pooling == "max":
+            want = expected.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+        else:  # last: forward state at the last piece, backward state at the first
+            want = torch.cat([expected[torch.arange(len(ids)), lengths - 1, :8], expected[:, 0, 8:]], -1)
+        torch.testing.assert_close(enc(ids), want, rtol=1e-5, atol=1e-6)

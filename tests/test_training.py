@@ -5,6 +5,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +105,40 @@ def test_same_seed_same_result(corpus, tokenizer):
 
 def _penalised_weights(model: Classifier) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters() if p.ndim >= 2])
+
+
+def test_train_metrics_are_the_example_weighted_epoch_means():
+    # A learning rate too small to move the weights: the epoch's train loss and accuracy are those of the
+    # initial model over the whole training set (batches of 16, 16, ..., 14).
+    train, dev, known, vocab = word_task()
+    model = _bag(vocab, known)
+    ids, y = collate([train[i] for i in range(len(train))])
+    with torch.no_grad():
+        logits = model.eval()(ids)
+    row = fit(model, train, dev, _settings(lr=1e-12, max_epochs=1)).history[0]
+    assert row["train/loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert row["train/accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item(), abs=1e-6)
+
+
+class ModeProbe(L.Callback):
+    """Records whether the classifier is in training mode during training and validation batches."""
+
+    def __init__(self):
+        self.modes: dict[str, set[bool]] = {"train": set(), "dev": set()}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.modes["train"].add(pl_module.model.head.net[0].training)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.modes["dev"].add(pl_module.model.head.net[0].training)
+
+
+def test_dropout_is_on_while_training_only_even_for_a_model_handed_over_in_eval_mode():
+    train, dev, known, vocab = word_task()
+    model = _bag(vocab, known, dropout=0.5).eval()  # as load_model returns it
+    probe = ModeProbe()
+    fit(model, train, dev, _settings(max_epochs=1), extra_callbacks=[probe])
+    assert probe.modes == {"train": {True}, "dev": {False}} and not model.training
 
 
 def test_l1_zeroes_weights_and_l2_shrinks_them():

@@ -20,6 +20,11 @@ def _summary(args: argparse.Namespace) -> None:
         t = m["test"]
         print(f"  {role:<7} {m['model']:<9} test accuracy {t['accuracy']:.4f}   macro-F1 {t['macro_f1']:.4f}"
               f"   ({m['test_docs']} test documents)")
+        r = m.get("retrieval", {})
+        if r.get("best_learned"):
+            best, ms = r["best_learned"], r["methods"]
+            print(f"  {'':<7} {'':<9} retrieval mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
+                  f"{ms['tfidf_cosine']['map_at_100']:.4f}, BM25 {ms['bm25']['map_at_100']:.4f}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -90,6 +95,29 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"wrote {len(out)} predictions to {args.output}")
 
 
+def _index(args: argparse.Namespace) -> None:
+    from reprotext import retrieval
+
+    documents = retrieval.read_documents(args.input, args.text_column, args.id_column)
+    embedder = retrieval.load_embedder(args.model, args.tokenizer, args.batch_size)
+    meta = retrieval.build_index(embedder, documents, args.output, center=not args.no_center)
+    print(f"indexed {meta['documents']} documents ({meta['dim']}-dim {meta['model']['kind']} vectors of "
+          f"{args.model}) into {args.output} in {meta['seconds']:.1f}s")
+
+
+def _search(args: argparse.Namespace) -> None:
+    from reprotext import retrieval
+
+    saved = retrieval.load_index(args.index)
+    embedder = retrieval.load_embedder(args.model or saved.model["path"], args.tokenizer or saved.meta["tokenizer"],
+                                       max_len=saved.model.get("max_len", 1024))
+    for query, hits in zip(args.query, retrieval.search(saved, embedder, args.query, args.k)):
+        if len(args.query) > 1:
+            print(f"query: {query}")
+        for r in hits.itertuples():
+            print(f"{r.rank:>3}  {r.id}  {r.score:.4f}  {r.snippet}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reprotext", description="A reproducible NLP training pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--text-column", default="text")
     pr.add_argument("--batch-size", type=int, default=1024)
     pr.set_defaults(func=_predict)
+    ix = sub.add_parser("index", help="embed the documents of a file with a model into a searchable index")
+    ix.add_argument("--model", required=True, help="models/train, models/finetune, models/finetune/dual_encoder "
+                                                   "or models/embeddings (mean-pooled piece vectors)")
+    ix.add_argument("--input", required=True, help="a .csv/.tsv/.parquet/.jsonl file with a text column")
+    ix.add_argument("--output", required=True, help="the index directory to write")
+    ix.add_argument("--tokenizer", default="models/tokenizer", help="the model's tokenizer (default: %(default)s)")
+    ix.add_argument("--text-column", default="text")
+    ix.add_argument("--id-column", help="document ids (default: the row number)")
+    ix.add_argument("--batch-size", type=int, default=256)
+    ix.add_argument("--no-center", action="store_true", help="do not centre the vectors on the collection's mean")
+    ix.set_defaults(func=_index)
+    se = sub.add_parser("search", help="the documents of an index nearest to query texts (cosine)")
+    se.add_argument("--index", required=True, help="a directory written by `reprotext index`")
+    se.add_argument("-k", type=int, default=10, help="results per query (default: %(default)s)")
+    se.add_argument("--model", help="the model to embed queries with (default: the one that built the index)")
+    se.add_argument("--tokenizer", help="its tokenizer (default: the one the index records)")
+    se.add_argument("query", nargs="+", help="query text(s)")
+    se.set_defaults(func=_search)
     return parser
 
 

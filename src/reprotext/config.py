@@ -76,7 +76,7 @@ class SplitConfig(_Section):
 class TokenizeConfig(_Section):
     """sentencepiece subword model."""
 
-    model_type: Literal["bpe", "unigram"] = "bpe"
+    model_type: Literal["bpe", "unigram", "word"] = "bpe"  # word: whole words, the rest <unk> (or bytes)
     vocab_size: int = Field(16000, ge=64)
     character_coverage: float = Field(1.0, gt=0, le=1)
     byte_fallback: bool = True
@@ -233,22 +233,72 @@ class TrainConfig(_Section):
         return getattr(self, self.model).model_dump(mode="json")
 
 
+class DualEncoderOptions(_Section):
+    """finetune.dual_encoder: the trained encoder fine-tuned for retrieval (DSSM-style, in-batch negatives)."""
+
+    enabled: bool = True
+    # Where training starts: the train stage's encoder, or the fine-tuned classifier's (contrastive on top of it).
+    init: Literal["pretrained", "finetuned"] = "finetuned"
+    # null: pairs of training documents with the same label; else a .csv/.tsv/.parquet/.jsonl of (query, document)
+    # text pairs in the two columns below (DVC does not track this file: add it to the finetune stage's deps).
+    pairs_file: str | None = None
+    query_column: str = "query"
+    document_column: str = "document"
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=2)  # B pairs: each query's negatives are the other B - 1 documents
+    lr: float = Field(3e-3, gt=0)
+    temperature: float = Field(0.05, gt=0)  # the softmax's, over cosines
+    seed: int = 42
+
+
 class FinetuneConfig(_Section):
-    """The target task: the trained encoder under a new head."""
+    """The target task: the trained encoder under a new head, against from-scratch runs; few-shot and zero-shot."""
 
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)  # the head's; the encoder gets lr * encoder_lr_factor
     weight_decay: float = Field(0.0, ge=0)
     dropout: float = Field(0.2, ge=0, lt=1)
     max_epochs: int = Field(15, ge=1)
     patience: int = Field(3, ge=0)
     seed: int = 42
+    warmup_epochs: int = Field(1, ge=0)  # head-only epochs before the encoder starts to thaw
+    unfreeze_every: int = Field(1, ge=1)  # epochs between thawing one more encoder layer group (top first)
+    encoder_lr_factor: float = Field(0.3, gt=0, le=10)
+    # From-scratch comparisons (same architecture, recipe and budget): "train_init" starts from the
+    # embeddings the train stage started from (word2vec or random), "random" from random embeddings.
+    scratch: tuple[Literal["train_init", "random"], ...] = ("train_init", "random")
+    fewshot_k: tuple[int, ...] = (1, 5, 10, 25)  # examples per class; the full-data runs are the "all" point
+    fewshot_seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
+    fewshot_batch_size: int = Field(16, ge=1)
+    fewshot_lr: float | None = Field(None, gt=0)  # None: lr; k examples per class take few steps, a larger LR helps
+    fewshot_max_epochs: int | None = Field(None, ge=1)  # None: max_epochs (the same epoch budget)
+    fewshot_patience: int | None = Field(None, ge=0)  # None: patience
+    # label -> words describing it for zero-shot; unlisted labels use their name split into words.
+    zeroshot_descriptions: dict[str, str] = {}
+    zeroshot_center: bool = True  # centre vectors on the documents' mean before the cosine
+    dual_encoder: DualEncoderOptions = DualEncoderOptions()
+
+    @model_validator(mode="after")
+    def _fewshot_k_positive(self) -> "FinetuneConfig":
+        bad = [k for k in self.fewshot_k if k < 1]
+        if bad:
+            raise ValueError(f"fewshot_k {bad[0]} must be >= 1 example per class; fix finetune.fewshot_k")
+        return self
 
 
 class EvaluateConfig(_Section):
-    """Test-set evaluation."""
+    """Test-set evaluation, calibration and baselines."""
 
     batch_size: int = Field(128, ge=1)
+    calibration_bins: int = Field(15, ge=2)
+    tfidf_max_features: int = Field(50000, ge=10)  # the TF-IDF + logistic regression baseline
+    tfidf_c: float = Field(10.0, gt=0)
+    # Query-by-example retrieval: test documents query the training documents (relevant: the same label).
+    retrieval: bool = True
+    retrieval_center: bool = True  # centre dense vectors on the collection's mean before the cosine
+    retrieval_bm25_k1: float = Field(1.5, ge=0)
+    retrieval_bm25_b: float = Field(0.75, ge=0, le=1)
+    seed: int = 0
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -291,8 +341,9 @@ def parse_section(name: str, values: dict | None, where: str = "params.yaml") ->
         loc = ".".join(str(p) for p in (name, *err["loc"]))
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
-            hint = _did_you_mean(key, cls.model_fields)
-            raise ConfigError(f"{where}: unknown key {loc!r}{hint or '; valid keys: ' + ', '.join(cls.model_fields)}") from exc
+            fields = _fields_at(cls, err["loc"][:-1])  # a nested section (train.bag.*) has its own keys
+            hint = _did_you_mean(key, fields)
+            raise ConfigError(f"{where}: unknown key {loc!r}{hint or '; valid keys: ' + ', '.join(fields)}") from exc
         msg = err["msg"].removeprefix("Value error, ")
         if not err["loc"]:  # a whole-section check (e.g. ratios that must sum to 1): the message says it all
             raise ConfigError(f"{where}: {name}: {msg}") from exc
@@ -305,6 +356,16 @@ def load_section(name: str, cls: type[S], path: str | Path = "params.yaml") -> S
     config = parse_section(name, params.get(name), where=str(path))
     assert isinstance(config, cls)
     return config
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys valid at ``loc`` inside ``cls`` (the sub-model's own fields for a nested section)."""
+    for part in loc:
+        annotation = cls.model_fields[str(part)].annotation if str(part) in cls.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        cls = annotation
+    return list(cls.model_fields)
 
 
 def _did_you_mean(word: str, choices) -> str:

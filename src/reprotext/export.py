@@ -69,10 +69,11 @@ class ReprotextPyfunc(_mlflow_pyfunc().PythonModel):
         self.labels = list(self.model.config.labels)
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from reprotext.data.normalize import normalize_text
+        from reprotext.data.normalize import normalize_texts
         from reprotext.evaluation import predict_proba
 
-        texts = [normalize_text(t) for t in texts_from_input(model_input)]
+        # One vectorised pass over the batch (a per-text call costs more than the forward).
+        texts = normalize_texts(pd.Series(texts_from_input(model_input), dtype="str")).tolist()
         batch_size = int((params or {}).get("batch_size", 128))
         return prediction_frame(predict_proba(self.model, self.tokenizer, texts, batch_size), self.labels)
 

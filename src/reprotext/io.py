@@ -19,7 +19,39 @@ FORMAT_VERSION = 1
 
 
 def _tmp_sibling(path: Path) -> Path:
+    _sweep_stale(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _sweep_stale(path: Path) -> None:
+    """Remove the ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` siblings that a killed process left behind.
+
+    A SIGKILL skips the ``finally`` that cleans them up; nothing trusts them, but
+    without this they would pile up next to the output, one per killed run.
+    """
+    if not path.parent.is_dir():
+        return
+    prefix = f".{path.name}."
+    for stale in path.parent.iterdir():
+        kind, _, pid = stale.name.removeprefix(prefix).partition("-")
+        if not stale.name.startswith(prefix) or kind not in ("tmp", "old") or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -30,6 +30,11 @@ MODEL_FILE, VOCAB_FILE, META_FILE = "spm.model", "spm.vocab", "meta.json"
 # Python lists (~36 bytes per id), so a whole 100 MB corpus at once would hold
 # gigabytes; a batch this size still keeps every thread busy.
 ENCODE_BATCH = 8192
+# A text longer than this (characters) is encoded in chunks cut at spaces: sentencepiece holds a
+# whole sentence as a symbol lattice, so one 50 MB document took 65 s and ~2.5 GB at once, and
+# 16 s in chunks. Pieces never cross whitespace, so the ids are the same (a "word" longer than a
+# chunk is the one exception: it is cut, as for training).
+LONG_TEXT, LONG_CHUNK = 1 << 20, 1 << 16
 
 
 def chunk_text(text: str, max_bytes: int) -> Iterator[str]:
@@ -142,7 +147,10 @@ def _train_spm(chunks: list[str], model: io.BytesIO, cfg: TokenizeConfig) -> Non
         shuffle_input_sentence=False,
         num_threads=cfg.threads,
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-        user_defined_symbols=USER_SYMBOLS + list(cfg.extra_symbols),
+        # The word model would add a second "▁[CLS]"-style piece per user symbol and shift the fixed ids: there
+        # the symbols are control symbols (reserved ids, never matched in text; a listed word is a word anyway).
+        **{"control_symbols" if cfg.model_type == "word" else "user_defined_symbols":
+           USER_SYMBOLS + list(cfg.extra_symbols)},
         hard_vocab_limit=False,
         normalization_rule_name="identity",  # prepare already normalised the text
         minloglevel=2,
@@ -188,7 +196,13 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
         """Token ids of each text, encoded by sentencepiece on ``threads`` threads."""
-        return self.sp.encode(list(texts), out_type=int, num_threads=threads)
+        texts = list(texts)
+        ids = self.sp.encode([t if len(t) <= LONG_TEXT else "" for t in texts], out_type=int, num_threads=threads)
+        for i, text in enumerate(texts):
+            if len(text) > LONG_TEXT:
+                chunks = self.sp.encode(list(chunk_text(text, LONG_CHUNK)), out_type=int, num_threads=threads)
+                ids[i] = list(itertools.chain.from_iterable(chunks))
+        return ids
 
     def encode_array(self, texts: Sequence[str], threads: int = 1, batch_size: int = ENCODE_BATCH) -> TokenArray:
         """Token ids of ``texts`` as one TokenArray, ``batch_size`` texts per parallel sentencepiece call."""

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import hashlib
+import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ import yaml
 from reprotext.errors import ReprotextError
 
 EXPERIMENT = "reprotext"
+# `local`: when the tracking server does not answer, log to the repository's sqlite store instead of failing.
+FALLBACK_ENV = "REPROTEXT_TRACKING_FALLBACK"
+log = logging.getLogger(__name__)
 TAG_STAGE, TAG_KEY, TAG_PARENT, TAG_METRICS_SHA = (
     "reprotext.stage", "reprotext.pipeline_key", "reprotext.parent", "reprotext.metrics_sha256")
 _EXPS_TMP = re.compile(r"^(.*)/\.dvc/tmp/exps/")
@@ -144,7 +149,38 @@ def check_reachable(uri: str, timeout: float = 10.0) -> None:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
     raise ReprotextError(f"MLflow tracking server {redact(uri)} is unreachable ({reason}); start it, fix "
-                         "MLFLOW_TRACKING_URI, or unset it to log to the local sqlite store")
+                         f"MLFLOW_TRACKING_URI, unset it, or set {FALLBACK_ENV}=local to log to the local sqlite store")
+
+
+def reachable_uri(uri: str, root: Path) -> str:
+    """``uri`` when it answers; the local sqlite store when it does not and ``REPROTEXT_TRACKING_FALLBACK=local``."""
+    fallback = os.environ.get(FALLBACK_ENV, "")
+    if fallback not in ("", "local"):
+        raise ReprotextError(f"{FALLBACK_ENV}={fallback!r} is not understood; set it to 'local' or unset it")
+    try:
+        check_reachable(uri)
+    except ReprotextError:
+        if fallback != "local":
+            raise
+        local = f"sqlite:///{store_root(root) / 'mlflow.db'}"
+        log.warning("MLflow tracking server %s is unreachable; %s=local: logging this stage to %s instead",
+                    redact(uri), FALLBACK_ENV, local)
+        return local
+    return uri
+
+
+@contextlib.contextmanager
+def best_effort(what: str) -> Iterator[None]:
+    """MLflow calls made after a stage's outputs are on disk: a failure warns instead of failing the stage.
+
+    A tracking server that dies after training must not cost the trained model:
+    the stage still succeeds (so DVC records its outputs) and says what MLflow lacks.
+    """
+    try:
+        yield
+    except Exception as exc:  # MLflow and its HTTP client raise many types for a store that went away
+        log.warning("MLflow logging failed after %s (%s: %s); the outputs are kept, the MLflow run lacks the rest",
+                    what, exc.__class__.__name__, redact(str(exc).splitlines()[0][:200]) if str(exc) else "")
 
 
 class Tracker:
@@ -155,15 +191,14 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.mlflow, self.stage, self.root = mlflow, stage, root
-        self.uri = tracking_uri(root)
-        check_reachable(self.uri)
+        self.uri = reachable_uri(tracking_uri(root), root)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         try:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
         except Exception as exc:  # MLflow raises many types for an unreachable or broken store
             raise ReprotextError(f"MLflow tracking store {redact(self.uri)} is not usable ({exc.__class__.__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}); fix MLFLOW_TRACKING_URI or unset it") from exc
+                                 f"{redact(str(exc).splitlines()[0][:200]) if str(exc) else ''}); fix MLFLOW_TRACKING_URI or unset it") from exc
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
             EXPERIMENT, artifact_location=(store_root(root) / "mlartifacts").as_uri())
         self.commit, self.dirty = git_commit(root)
@@ -216,11 +251,13 @@ class Tracker:
         own = [p for p in files.get(self.stage, []) if p.is_file()]
         if own:
             self.client.set_tag(run_id, TAG_METRICS_SHA, _sha256(own[0]))
-        metrics, tags = [], {}
+        metrics, tags, now = [], {}, int(time.time() * 1000)
         for stage, paths in files.items():
             for path in (p for p in paths if p.is_file()):
                 values = _numeric(json.loads(path.read_text()))
-                metrics += [self.mlflow.entities.Metric(f"{stage}/{k}", v, 0, 0) for k, v in values.items()]
+                # Stamped now: MLflow shows the value with the latest timestamp, and a metrics file that an earlier
+                # stage saw stale (committed from another run) must not win a tie (at equal stamps the largest does).
+                metrics += [self.mlflow.entities.Metric(f"{stage}/{k}", v, now, 0) for k, v in values.items()]
                 producer = self._producer(stage, _sha256(path), parent_id)
                 if producer:
                     tags[f"reprotext.run.{stage}"] = producer
@@ -253,12 +290,16 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
     parent_id = tracker.parent()
     tags = {**tracker.base_tags(), TAG_STAGE: stage, **tracker.input_tags()}
     mlflow = tracker.mlflow
+    run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=stage, tags=tags, parent_run_id=parent_id)
     try:
-        with mlflow.start_run(experiment_id=tracker.experiment_id, run_name=stage, tags=tags,
-                              parent_run_id=parent_id) as run:
-            mlflow.log_params(flatten({stage: dict(params)}))
-            yield mlflow
+        mlflow.log_params(flatten({stage: dict(params)}))
+        yield mlflow
     except BaseException:
-        tracker.client.set_terminated(parent_id, "FAILED")
+        with best_effort(f"the {stage} stage failed"):  # keep the stage's own error, not a second one from MLflow
+            mlflow.end_run("FAILED")
+            tracker.client.set_terminated(parent_id, "FAILED")
         raise
-    tracker.finish(run.info.run_id, parent_id)
+    # The stage's outputs are written: a store that fails now must not fail the stage (DVC would drop them).
+    with best_effort(f"the {stage} stage's outputs were written"):
+        mlflow.end_run()
+        tracker.finish(run.info.run_id, parent_id)

@@ -27,9 +27,24 @@ def write_frame(frame: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> 
     pq.write_table(table, path)
 
 
+def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stage's Parquet output; a truncated or corrupted file is one clear error, not a traceback."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise ArtifactError(f"{path}: not a readable Parquet file ({reason}); "
+                            "rerun the stage that wrote it (`dvc repro --force <stage>`)") from exc
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``reprotext`` metadata of a Parquet file; empty when it has none (a file made elsewhere)."""
-    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({exc}); "
+                            "rerun the stage that wrote it (`dvc repro --force <stage>`)") from exc
+    raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         return {}
     meta = json.loads(raw)

@@ -6,8 +6,9 @@ import torch
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of the unmasked steps; a row with none pools to zeros."""
-    m = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+    m = mask.to(x.dtype)  # (B, T)
+    # A batched matrix product: no (B, T, D) temporary for the masked copy.
+    return torch.bmm(m.unsqueeze(1), x).squeeze(1) / m.sum(1, keepdim=True).clamp(min=1)
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,26 @@ def weight_norms(module: torch.nn.Module) -> dict[str, float]:
     return out
 
 
+NEAR_ZERO = (1e-3, 1e-2)
+
+
+def near_zero_shares(module: torch.nn.Module) -> dict[str, float]:
+    """``weights/share_below_<t>``: the share of all weight-matrix entries with ``|w| < t`` (L1 drives it up)."""
+    mats = [p.detach().float().abs().flatten() for p in module.parameters() if p.ndim >= 2]
+    if not mats:
+        return {}
+    flat = torch.cat(mats)
+    return {f"weights/share_below_{t:g}": float((flat < t).float().mean()) for t in NEAR_ZERO}
+
+
 class History(L.Callback):
-    """One row per epoch: every logged epoch metric, the LR and the weight norms; mirrored to MLflow."""
+    """One row per epoch: every logged epoch metric, the LR, the steps so far, weight norms and near-zero shares;
+    mirrored to MLflow (with the wall time since training started)."""
 
     def __init__(self, mlflow_module=None):
         self.rows: list[dict[str, float]] = []
         self.mlflow = mlflow_module
+        self.start = time.perf_counter()
 
     def _send(self, row: dict[str, float]) -> None:
         if self.mlflow is not None:
@@ -117,12 +132,15 @@ class History(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for row in self.rows:  # restored from a resume checkpoint: this run's MLflow record gets them too
             self._send(row)
+        self.start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, **{k: float(v) for k, v in trainer.callback_metrics.items()},
-               "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), **weight_norms(pl_module.model)}
+               "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), "train/steps": trainer.global_step,
+               **weight_norms(pl_module.model), **near_zero_shares(pl_module.model)}
         self.rows.append(row)
-        self._send(row)
+        # Wall time since training started (this process): MLflow only, never the history file, which must repeat.
+        self._send({**row, "time/elapsed_seconds": time.perf_counter() - self.start})
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
@@ -143,6 +161,8 @@ class ResumeCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes, then all wait at a barrier
+        # The full state (optimizer, loops, callbacks) to resume from, read back with weights_only=True.
+        # Every rank calls it; rank 0 writes, then all wait at a barrier.
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from reprotext.data.store import read_frame
 from reprotext.errors import DataError
 from reprotext.tokenizer import PAD, TokenArray
 
@@ -104,7 +104,7 @@ def load_task(splits_dir: Path, tokens_dir: Path, tokenizer_sha256: str, max_len
         path = splits_dir / f"{split}.parquet"
         if not path.is_file():
             raise DataError(f"{path}: split not found; run `dvc repro split` first")
-        frames[split] = pd.read_parquet(path, columns=["label"])["label"].astype(str).tolist()
+        frames[split] = read_frame(path, columns=["label"])["label"].astype(str).tolist()
     known = list(labels) if labels is not None else sorted(set(frames["train"]))
     datasets = [
         TokenDataset(TokenArray.load(tokens_dir / split, tokenizer_sha256),

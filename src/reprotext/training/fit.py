@@ -6,6 +6,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def _per_device_batch(settings: FitSettings, world: int) -> int:
 
 
 def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: FitSettings, mlflow_module=None,
-        resume_dir: Path | None = None) -> FitResult:
+        resume_dir: Path | None = None, module_cls: type[ClassifierModule] = ClassifierModule,
+        extra_callbacks: Sequence[L.Callback] = ()) -> FitResult:
     """Train ``model`` in place; on return it holds the weights of its best epoch (on the CPU, in eval mode).
 
     Gradient-descent modes: ``minibatch`` takes one step per ``batch_size``
@@ -66,12 +68,15 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     training set, accumulated over micro-batches of ``batch_size``. With
     ``resume_dir``, the full training state is saved there after every epoch, a
     matching earlier state is resumed, and the directory is removed on success.
+    ``module_cls`` (a ClassifierModule subclass, e.g. with per-group LRs) and
+    ``extra_callbacks`` (run before the history, e.g. a freezing schedule) let fine-tuning
+    reuse this loop.
     """
     seed_everything(settings.seed)
-    module = ClassifierModule(model, settings)
+    module = module_cls(model, settings)
     stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
     history = History(mlflow_module)
-    callbacks: list[L.Callback] = [EpochSeed(settings.seed), history, stopper]
+    callbacks: list[L.Callback] = [*extra_callbacks, EpochSeed(settings.seed), history, stopper]
     start_from = None
     if resume_dir is not None:
         start_from = resume.prepare(resume_dir, resume.fingerprint(model, train, dev, settings), model)
@@ -101,6 +106,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     datamodule = TextDataModule(train, dev, batch, settings.seed, drop_last)
     if start_from is not None:
         log.info("resuming from %s after epoch %d", start_from[0], start_from[1] - 1)
+    model.train()  # Lightning keeps the modes it finds: a model loaded for inference would train without dropout
     start = time.perf_counter()
     with warnings.catch_warnings():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.

@@ -17,8 +17,10 @@ GD_MODES = ("full", "sgd", "minibatch")
 
 
 def lr_factor(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """step -> LR multiplier: linear warmup from 0, then constant, linear decay to 0 (Devlin et al. 2019)
-    or half a cosine to 0 (Loshchilov & Hutter 2017)."""
+    """step -> LR multiplier: a linear warmup from 0, then constant, a linear decay to 0 or half a cosine to 0.
+
+    The linear decay as in Devlin et al. 2019 (BERT), the cosine as in Loshchilov & Hutter 2017 without restarts.
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
@@ -55,6 +57,9 @@ class ClassifierModule(L.LightningModule):
         # the epoch are those of the mean over the whole training set (set in on_train_start).
         self.ce_scale: float | None = None
         self.penalty_scale = 1.0
+        # The training epoch's sum of loss * n, correct predictions and n, kept on the device: one self.log per
+        # step costs about as much as a bag model's whole step, so train metrics are logged once, at the last batch.
+        self.tally = torch.zeros(3)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(ids)
@@ -62,14 +67,6 @@ class ClassifierModule(L.LightningModule):
     def _log(self, name: str, value: torch.Tensor, batch_size: int) -> None:
         self.log(name, value, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True,
                  prog_bar=name.startswith("dev/"))
-
-    def _ce(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
-        ids, y = batch
-        logits = self.model(ids)  # (B, C)
-        loss = F.cross_entropy(logits.float(), y)
-        self._log(f"{split}/loss", loss, len(y))
-        self._log(f"{split}/accuracy", (logits.argmax(-1) == y).float().mean(), len(y))
-        return loss
 
     def penalty(self) -> torch.Tensor:
         """l1 * sum |w| + l2 * sum w^2 over the penalised weights, each term logged on its own."""
@@ -91,17 +88,35 @@ class ClassifierModule(L.LightningModule):
             self.penalty_scale = k / self.trainer.num_training_batches  # the penalty counts once per step
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        ce = self._ce(batch, "train")
+        ids, y = batch
+        logits = self.model(ids)  # (B, C)
+        ce = F.cross_entropy(logits.float(), y)
+        if batch_idx == 0:
+            self.tally = torch.zeros(3, device=ce.device)
+        self.tally += torch.stack([ce.detach() * len(y), (logits.argmax(-1) == y).sum(), ce.new_tensor(len(y))])
+        if self.trainer.is_last_batch:
+            n = self.tally[2]
+            self._log("train/loss", self.tally[0] / n, 1)
+            self._log("train/accuracy", self.tally[1] / n, 1)
         if self.ce_scale is not None:
-            ce = ce * len(batch[1]) * self.ce_scale
-        return ce + self.penalty() * self.penalty_scale
+            ce = ce * len(y) * self.ce_scale
+        if self.settings.l1 or self.settings.l2:
+            ce = ce + self.penalty() * self.penalty_scale
+        return ce
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._ce(batch, "dev")
+        ids, y = batch
+        logits = self.model(ids)  # (B, C)
+        self._log("dev/loss", F.cross_entropy(logits.float(), y), len(y))
+        self._log("dev/accuracy", (logits.argmax(-1) == y).float().mean(), len(y))
+
+    def param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups; a subclass may give groups their own ``lr`` (a multiple of ``settings.lr``)."""
+        return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self):
         s = self.settings
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.param_groups()
         if s.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
         else:

@@ -1,0 +1,68 @@
+"""`bench/run.py --smoke`: every code path of `make bench` on tiny data, and the shape of what it writes."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(value: str) -> float:
+    x = float(value)  # raises on an empty or non-numeric cell
+    assert math.isfinite(x), value
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)  # ~3 min on 2 idle cores; a shared, busy machine can take 10+
+def test_bench_smoke(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/run.py"), "--smoke", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=2900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    md = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    res = tmp_path / "results"
+    meta = json.loads((res / "bench.json").read_text())
+    assert meta["machine"]["cores"] >= 1 and meta["date"][:4].isdigit()
+    assert "FAILED" not in md, md
+
+    accuracy = _rows(res / "accuracy.csv")
+    assert {"dataset", "system", "kind", "test_accuracy", "test_macro_f1", "wall_seconds"} <= set(accuracy[0])
+    expected = {"20ng", "r8"} | ({"imdb"} if (DATASETS / "imdb").is_dir() else set())  # smoke: no R52, TREC
+    for dataset in expected:
+        ours = [r for r in accuracy if r["dataset"] == dataset and r["kind"] == "ours"]
+        assert len(ours) == 1, (dataset, accuracy)
+        assert 0 <= _number(ours[0]["test_accuracy"]) <= 100
+        assert 0 <= _number(ours[0]["test_macro_f1"]) <= 1
+        assert _number(ours[0]["wall_seconds"]) > 0
+        tfidf = [r for r in accuracy if r["dataset"] == dataset and r["system"].startswith("TF-IDF + LR (sklearn)")]
+        assert len(tfidf) == 1 and 0 <= _number(tfidf[0]["test_accuracy"]) <= 100
+        ft = [r for r in accuracy if r["dataset"] == dataset and r["system"].startswith("fastText supervised")]
+        assert len(ft) == 1 and (ft[0]["test_accuracy"] or ft[0]["note"])  # a number, or why not
+        assert any(r["kind"] == "published" for r in accuracy if r["dataset"] == dataset)
+    assert "| 20 Newsgroups | reprotext (ours) | ours |" in md
+    assert "## Where we stand" in md and "20 Newsgroups >= 87.0%" in md
+
+    throughput = _rows(res / "throughput.csv")
+    stages = {r["stage"] for r in throughput}
+    assert {"tokenizer training", "encoding", "embedding", "training step", "prediction"} <= stages, stages
+    assert all(_number(r["ratio"]) > 0 for r in throughput)
+
+    scaling = _rows(res / "scaling.csv")
+    measured = [r for r in scaling if not r.get("skipped")]
+    assert {(int(r["factor"]), r["stage"]) for r in measured} >= {(f, s) for f in (1, 10)
+                                                                   for s in ("prepare", "split", "tokenize")}
+    assert all(_number(r["seconds"]) > 0 and _number(r["peak_rss_gib"]) > 0 for r in measured)
+    assert all(_number(r["time_growth"]) > 0 for r in measured if int(r["factor"]) > 1)
+    assert "## GPU" in md

@@ -1,0 +1,194 @@
+"""The lecture: the sweep plan, the report writer on recorded results, and `--smoke` end to end."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from reprotext import lecture
+from reprotext.config import TokenizeConfig
+from reprotext.errors import ConfigError
+from reprotext.lecture import Experiment, Plan, Result, Sweep, load_plan
+from reprotext.lecture_report import oov, write_report
+from reprotext.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plan_merges_size_then_experiment_then_size_specific_overrides(tmp_path):
+    path = tmp_path / "lecture.yaml"
+    path.write_text(yaml.safe_dump({
+        "sizes": {"small": {"jobs": 3, "set": {"train.max_epochs": 2, "train.lr": 0.1},
+                            "only": ["l1", "baseline"], "experiments": {"l1": {"train.lr": 0.2}}}},
+        "experiments": {"baseline": {"title": "base", "set": {}}, "l1": {"title": "L1", "set": {"train.l1": 1e-5,
+                                                                                                 "train.lr": 0.5}},
+                        "cnn": {"set": {"train.model": "cnn"}}}}))
+    assert load_plan(path, "small").get("l1").overrides == {"train.max_epochs": 2, "train.lr": 0.2, "train.l1": 1e-5}
+    spec = yaml.safe_load(path.read_text())
+    spec["if_present"] = {"train.lr": 0.9, "evaluate.retrieval": False}  # the latter is not in these params
+    path.write_text(yaml.safe_dump(spec))
+    plan = load_plan(path, "small", {"train": {"lr": 0.003, "max_epochs": 15}, "evaluate": {}})
+    assert plan.jobs == 3
+    assert [e.name for e in plan.experiments] == ["baseline", "l1"]  # the baseline first, always
+    assert plan.get("baseline").overrides == {"train.max_epochs": 2, "train.lr": 0.1}
+    assert plan.get("l1").overrides == {"train.max_epochs": 2, "train.lr": 0.2, "train.l1": 1e-5}
+    assert plan.get("l1").dvc_name("lec-x") == "lec-x-l1"
+    with pytest.raises(ConfigError, match="no size 'huge'"):
+        load_plan(path, "huge")
+
+
+def test_the_shipped_plan_is_valid_for_every_size():
+    spec = yaml.safe_load((ROOT / "lecture.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for size in spec["sizes"]:
+        plan = load_plan(ROOT / "lecture.yaml", size, params)
+        assert plan.experiments[0].name == "baseline"
+        for exp in plan.experiments:
+            for key in exp.overrides:  # every override names an existing params.yaml key
+                section, *path = key.split(".")
+                node = params[section]
+                for part in path:
+                    assert part in node, f"{size}/{exp.name}: {key} is not in params.yaml"
+                    node = node[part]
+    assert len(load_plan(ROOT / "lecture.yaml", "default", params).experiments) == len(spec["experiments"])
+
+
+def test_override_values_are_yaml_for_dvc():
+    assert lecture._value([1, 5]) == "[1, 5]"
+    assert lecture._value(True) == "true"
+    assert lecture._value([]) == "[]"
+    assert lecture._value("cnn") == "cnn"
+    assert lecture._value(1e-05) == "1e-05"
+
+
+def test_queue_status_is_parsed(monkeypatch):
+    out = ("Task     Name           Created    Status\n"
+           "1a2b3c   lec-x-baseline 10:00 AM   Success\n"
+           "4d5e6f   lec-x-l1       10:01 AM   Running\n"
+           "7a8b9c   lec-x-cnn      10:01 AM   Queued\n"
+           "\nWorker status: 1 active, 0 idle\n")
+    monkeypatch.setattr(lecture, "_sh", lambda *a, **k: out)
+    assert lecture.queue_status(Path(".")) == {"lec-x-baseline": "Success", "lec-x-l1": "Running",
+                                               "lec-x-cnn": "Queued"}
+
+
+def test_oov_counts_unknown_words_for_whole_words_and_none_for_bpe(tmp_path):
+    texts = ["the cat sat on the mat", "a dog ran over the hill", "cats and dogs are pets"] * 40
+    test = ["the scat sat on the mat"]  # "scat": an unseen word of seen letters
+    words = train_tokenizer(texts, TokenizeConfig(model_type="word", vocab_size=64, byte_fallback=False), tmp_path / "w")
+    bpe = train_tokenizer(texts, TokenizeConfig(model_type="bpe", vocab_size=300), tmp_path / "b")
+    w, b = oov(words, test), oov(bpe, test)
+    assert w["words"] == b["words"] == 6
+    assert w["oov"] == pytest.approx(1 / 6) and w["split"] == 0 and w["tokens_per_word"] == 1
+    assert b["oov"] == 0.0 and b["split"] >= 1 / 6 and b["tokens_per_word"] > 1  # spelled in pieces, never <unk>
+
+
+def _result(name: str, overrides: dict, acc: float, epochs: int = 4, best: int = 1, **extra) -> Result:
+    rng = np.random.default_rng(len(name))
+    hist = pd.DataFrame({"epoch": range(epochs), "train/loss": np.linspace(2, 0.1, epochs),
+                         "dev/loss": 1 + (np.arange(epochs) - best) ** 2 * 0.1,
+                         "train/accuracy": np.linspace(0.3, 0.99, epochs), "dev/accuracy": acc - rng.random(epochs) / 10,
+                         "train/steps": (np.arange(epochs) + 1) * 10, "time/elapsed_seconds": np.arange(epochs) + 1.5,
+                         "weights/encoder.embedding/l2": np.linspace(10, 20, epochs),
+                         "weights/share_below_0.001": np.full(epochs, 0.01), "weights/share_below_0.01": 0.1})
+    metrics = {"train/best_epoch": best, "train/epochs_run": epochs, "train/steps": epochs * 10,
+               "train/dev/accuracy": acc, "train/dev/loss": 1.0, "evaluate/source/test/accuracy": acc - 0.01,
+               "train/parameters": 1000, "train/parameters_without_embeddings": 100, "tokenize/vocab_size": 500,
+               "split/source/train_docs": 280, "embed/wordsim353/spearman": 0.2, **extra}
+    exp = Experiment(name, f"the {name} experiment", overrides)
+    return Result(exp, f"lec-t-{name}", "Success", parent=f"parent-{name}", parent_status="FINISHED",
+                  metrics=metrics,
+                  runs={s: f"{s}-run-{name}" for s in ("tokenize", "embed", "train", "finetune", "evaluate")},
+                  train={"fit_seconds": 3.0}, history=hist)
+
+
+def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path):
+    finetune = {"finetune/runs/pretrained/dev/accuracy": 0.8, "finetune/runs/scratch_random/dev/accuracy": 0.6,
+                "finetune/fewshot/k1/pretrained/accuracy_mean": 0.4, "finetune/fewshot/k1/pretrained/accuracy_std": 0.1,
+                "finetune/zeroshot/dev/word2vec/accuracy": 0.3, "finetune/zeroshot/dev/majority/accuracy": 0.2,
+                "evaluate/target/zeroshot/word2vec/accuracy": 0.31, "evaluate/target/test/accuracy": 0.79}
+    results = {"baseline": _result("baseline", {"train.max_epochs": 4}, 0.7, **finetune),
+               "overfit": _result("overfit", {"train.max_epochs": 6, "train.patience": 6}, 0.65, epochs=6, best=2),
+               "l1": _result("l1", {"train.max_epochs": 4, "train.l1": 1e-5}, 0.68),
+               "sgd": _result("sgd", {"train.max_epochs": 4, "train.gd_mode": "sgd"}, 0.6),
+               "cnn": _result("cnn", {"train.max_epochs": 4, "train.model": "cnn"}, 0.72)}
+    for name, key, value in (("l2", "train.l2", 1e-4), ("dropout", "train.dropout", 0.5),
+                             ("batchnorm", "train.batch_norm", True), ("full-batch", "train.gd_mode", "full"),
+                             ("rnn", "train.model", "rnn"), ("cbow", "embed.algorithm", "cbow"),
+                             ("random-init", "train.embeddings", "random")):
+        results[name] = _result(name, {"train.max_epochs": 4, key: value}, 0.5 + len(name) / 100)
+    results["cnn"].status = "Failed"
+    results["cnn"].parent = None
+    plan = Plan("test", 2, tuple(r.exp for r in results.values()))
+    sweep = Sweep("lec-t", plan, f"sqlite:///{tmp_path}/mlflow.db", tmp_path, results,
+                  {"started": "2026-01-01T00:00:00+00:00", "seconds": 120.0, "jobs": 2, "cores": 2})
+    report = tmp_path / "reports" / "lecture.md"
+    write_report(sweep, report, tmp_path / "reports" / "lecture")
+    text = report.read_text()
+    figures = sorted(p.name for p in (tmp_path / "reports" / "lecture").glob("*.png"))
+    assert figures == ["dropout_batchnorm.png", "encoders.png", "gradient_descent.png", "l1_l2.png", "overfitting.png",
+                       "pretrained_random.png", "skipgram_cbow.png", "transfer.png"]
+    for name in figures:
+        assert f"](lecture/{name})" in text
+    for name in ("overfit", "l1", "l2", "sgd", "dropout", "rnn", "random-init"):  # each caption names its run
+        assert f"`lec-t-{name}`, MLflow train run `train-run-{name}`" in text
+    assert "MLflow finetune run `finetune-run-baseline`" in text
+    assert "`lec-t-cnn` | — | Failed |" in text  # a failed experiment is named, not silently dropped
+    assert "MLflow embed run `embed-run-cbow`" in text
+    assert "2.0 minutes wall time" in text
+    assert "## 6. BPE against whole words" in text and "`words` (not in size test)" in text
+
+
+@pytest.mark.slow
+def test_lecture_smoke_runs_the_sweep_and_leaves_the_workspace_as_it_was(tmp_path):
+    from mlflow.tracking import MlflowClient
+    from repo_copy import copy_repo, sh
+
+    repo = copy_repo(tmp_path / "repo", {})  # lecture.yaml's smoke size brings its own tiny params
+    params = (repo / "params.yaml").read_bytes()
+    sh([sys.executable, "-m", "reprotext.lecture", "--smoke"], repo, timeout=600)
+    assert (repo / "params.yaml").read_bytes() == params
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo, capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+    assert all(line[3:].startswith("reports/lecture") for line in filter(None, changed)), changed
+    assert not (repo / "models").exists()  # nothing was applied to the workspace
+
+    text = (repo / "reports" / "lecture.md").read_text()
+    client = MlflowClient(f"sqlite:///{repo}/mlflow.db")
+    exp = client.get_experiment_by_name("reprotext")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`reprotext.parent` = 'true'")
+    names = {r.data.tags["dvc.exp_name"]: r for r in parents}
+    assert {n.rsplit("-", 1)[-1] for n in names} == {"baseline", "overfit", "l1", "words"}
+    for name, run in names.items():
+        assert run.info.status == "FINISHED", name
+        assert f"`{name}`" in text and run.info.run_id in text
+    for png in ("overfitting", "l1_l2", "bpe_words", "transfer"):
+        assert (repo / "reports" / "lecture" / f"{png}.png").stat().st_size > 10_000
+        assert f"](lecture/{png}.png)" in text
+    train_runs = {r.data.tags["reprotext.run.train"] for r in names.values()}
+    assert all(run_id in text for run_id in train_runs)
+    assert "<unk>" in text  # whole-word segmentation examples show unknown words
+    assert "Not shown" in text  # the smoke size leaves lessons out and says so
+
+
+def test_set_params_applies_dotted_keys_and_refuses_unknown_sections(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"lr": 0.003, "rnn": {"hidden_size": 128}}, "embed": {"dim": 100}}))
+    lecture.set_params(path, {"train.rnn.hidden_size": 64, "embed.dim": 16, "train.lr": 0.01})
+    assert yaml.safe_load(path.read_text()) == {"train": {"lr": 0.01, "rnn": {"hidden_size": 64}}, "embed": {"dim": 16}}
+    with pytest.raises(ConfigError, match="no section 'cnn'"):
+        lecture.set_params(path, {"train.cnn.filters": 8})
+
+
+def test_parallel_experiments_share_the_cores_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(lecture.os, "cpu_count", lambda: 2)
+    assert lecture.threads(2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert lecture.threads(3)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert lecture.threads(2) == {}

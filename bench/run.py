@@ -42,7 +42,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -740,8 +739,12 @@ def markdown(b: Bench, meta: dict) -> str:
         gap = r["test_accuracy"] - target
         verdict = "**met**" if gap >= 0 else f"**missed by {-gap:.2f} points**"
         lines.append(f"- {NAMES[key]} >= {target:.1f}% ({beats}): {r['test_accuracy']:.2f}% -> {verdict}.")
-    wall = sum(s for s, _ in b.stage_times.get("20ng", {}).values())
-    if wall:
+    times = b.stage_times.get("20ng", {})
+    wall = sum(s for s, _ in times.values())
+    if wall and len(times) < 7:
+        lines.append(f"- The default pipeline under 10 minutes on 2 cores: not measured (only {len(times)} of the 7 "
+                     f"stages ran in this bench: {', '.join(times)}).")
+    elif wall:
         verdict = "**met**" if wall < 600 else f"**missed by {wall - 600:.0f} s**"
         lines.append(f"- The default pipeline under 10 minutes on 2 cores: the 20NG + R8 run of this bench took "
                      f"{wall:.0f} s over its 7 stages (with the chosen config, one train run, no dvc overhead) -> "

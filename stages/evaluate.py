@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprotext import dual_encoder, embeddings, export, retrieval, stage, zeroshot
-from reprotext.config import EvaluateConfig, load_section
+from reprotext.config import EvaluateConfig, PrepareConfig, load_section
 from reprotext.data.store import read_frame
 from reprotext.errors import ArtifactError, DataError
 from reprotext.evaluation import (classification_metrics, confusion_frame, full_metrics, majority_baseline,
@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("evaluate", EvaluateConfig, args.params)
+    prep = load_section("prepare", PrepareConfig, args.params)
+    normalize = {"form": prep.unicode_form, "lowercase": prep.lowercase}  # what the exported models apply to input
     with stage_run("evaluate", cfg.model_dump()) as mlflow:
         tok = Tokenizer.load(args.tokenizer)
         finetune = read_json(args.finetune_metrics)
@@ -104,7 +106,7 @@ def main() -> None:
         with atomic_dir(args.export) as tmp:
             for role, model_dir in models.items():
                 labels = load_model(model_dir, tok.sha256)[0].config.labels
-                export.save(model_dir, tok.path, labels, examples[role], tmp / role)
+                export.save(model_dir, tok.path, labels, examples[role], tmp / role, normalize)
         write_json(args.metrics, metrics)
         with best_effort(f"the metrics were written to {args.metrics}"):
             for role, m in metrics.items():
@@ -120,7 +122,8 @@ def main() -> None:
             for role, model_dir in models.items():
                 labels = load_model(model_dir, tok.sha256)[0].config.labels
                 version, champion = export.log_and_register(model_dir, tok.path, labels, examples[role], role,
-                                                            REGISTERED[role], metrics[role]["test"]["macro_f1"])
+                                                            REGISTERED[role], metrics[role]["test"]["macro_f1"],
+                                                            normalize)
                 print(f"registered {REGISTERED[role]} version {version}" + (" as champion" if champion else ""))
         for role, m in metrics.items():
             print(f"{role:>6} ({m['model']}): test accuracy {m['test']['accuracy']:.4f}, macro-F1 {m['test']['macro_f1']:.4f}"

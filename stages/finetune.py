@@ -4,6 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from reprotext import dual_encoder, embeddings, stage, zeroshot
 from reprotext.config import FinetuneConfig, load_section
@@ -34,6 +35,8 @@ def main() -> None:
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("finetune", FinetuneConfig, args.params)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # also for the dual encoder's and zero-shot's tensor work
     with stage_run("finetune", cfg.model_dump()) as mlflow:
         tok = Tokenizer.load(args.tokenizer)
         pretrained, meta = load_model(args.pretrained, tok.sha256)
@@ -52,7 +55,8 @@ def main() -> None:
         dev_stop, dev_score = subset(dev_ds, stop_idx), subset(dev_ds, score_idx)
         schedule = dict(warmup_epochs=cfg.warmup_epochs, unfreeze_every=cfg.unfreeze_every,
                         encoder_lr_factor=cfg.encoder_lr_factor)
-        full = FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.seed)
+        full = FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.seed,
+                           threads=cfg.threads)
 
         runs, histories, rows = {}, {}, []
         for variant, build in builders.items():

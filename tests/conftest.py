@@ -53,3 +53,14 @@ def pipeline(tmp_path_factory) -> Path:
     dest = copy_repo(tmp_path_factory.mktemp("pipeline"))
     sh(["dvc", "repro"], dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema migrated, copied into each stage run's directory so runs start fast."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    mlflow.set_tracking_uri(f"sqlite:///{path}")
+    mlflow.search_experiments()
+    return path

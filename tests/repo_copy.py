@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -59,3 +61,30 @@ def copy_repo(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
     sh(["git", "add", "-A"], dest)
     sh([*GIT, "commit", "-qm", "copy"], dest)
     return dest
+
+
+def stage_command(repo: Path, name: str) -> list[str]:
+    """Stage ``name``'s command from ``repo``'s dvc.yaml, run by this interpreter."""
+    cmd = shlex.split(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][name]["cmd"])
+    assert cmd[:3] == ["python", "-m", f"stages.{name}"], cmd
+    return [sys.executable, *cmd[1:]]
+
+
+@dataclass
+class StageRun:
+    """A finished stage process: its directory, exit code and stderr."""
+
+    cwd: Path
+    returncode: int
+    stderr: str
+
+
+def run_stages(jobs: list[tuple[Path, list[str]]], timeout: int = 300) -> list[StageRun]:
+    """Run ``python -m stages.<args[0]> <args[1:]>`` in each directory, all at once, each on its own MLflow DB."""
+    procs = []
+    for cwd, args in jobs:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+        env.pop("DVC_ROOT", None)
+        procs.append(subprocess.Popen([sys.executable, "-m", f"stages.{args[0]}", *args[1:]], cwd=cwd, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    return [StageRun(cwd, p.wait(timeout=timeout), p.stderr.read()) for (cwd, _), p in zip(jobs, procs)]

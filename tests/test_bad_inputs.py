@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from repo_copy import stage_command
 from conftest import make_corpus
 
 from reprotext import cli, stage
@@ -165,11 +164,6 @@ def snapshot(paths: list[Path], root: Path) -> dict[str, str]:
     return out
 
 
-def _command(repo: Path, name: str) -> list[str]:
-    cmd = shlex.split(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][name]["cmd"])
-    assert cmd[:3] == ["python", "-m", f"stages.{name}"]
-    return [sys.executable, *cmd[1:]]
-
 
 @dataclass
 class Outcome:
@@ -191,7 +185,7 @@ def _run_case(base: Path, pipeline: Path, name: str, case: StageCase) -> Outcome
     before = snapshot(outs, repo)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
     env |= {"PYTHONPATH": str(repo), **dict(case.env)}
-    proc = subprocess.run(_command(repo, case.stage), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(stage_command(repo, case.stage), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     lines = proc.stderr.strip().splitlines() or [""]
     return Outcome(proc.returncode, proc.stdout + proc.stderr, lines[-1], before, snapshot(outs, repo))
 

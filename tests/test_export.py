@@ -39,6 +39,20 @@ def test_pyfunc_matches_the_raw_model(saved, tokenizer):
     assert pyfunc.metadata.get_input_schema().input_names() == ["text"]
 
 
+def test_pyfunc_normalises_input_as_prepare_did(saved, tokenizer, tmp_path):
+    model, root = saved
+    export.save(root / "model", tokenizer.path, LABELS, ["rocket"], tmp_path / "lower",
+                {"form": "NFKC", "lowercase": True})
+    pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "lower"))
+    out = pyfunc.predict(pd.DataFrame({"text": ["ＲＯＣＫＥＴ  Launch", "Goal"]}))  # full-width letters fold
+    expected = predict_proba(model, tokenizer, ["rocket launch", "goal"])
+    np.testing.assert_allclose(out[[f"prob_{n}" for n in LABELS]].to_numpy(), expected, rtol=1e-5)
+    # The default export keeps case, as prepare does by default.
+    kept = mlflow.pyfunc.load_model(str(root / "pyfunc")).predict(pd.DataFrame({"text": ["ROCKET launch"]}))
+    np.testing.assert_allclose(kept[[f"prob_{n}" for n in LABELS]].to_numpy(),
+                               predict_proba(model, tokenizer, ["ROCKET launch"]), rtol=1e-5)
+
+
 @pytest.mark.parametrize("bad,match", [
     (pd.DataFrame({"body": ["x"]}), "text"),
     ([1, 2], "not a string"),

@@ -2,20 +2,15 @@
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from repo_copy import sh
+from repo_copy import sh, stage_command
 
 pytestmark = pytest.mark.slow
 
-
-def _cmd(repo: Path, stage: str) -> list[str]:
-    return shlex.split(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][stage]["cmd"])
 
 
 def test_finetune_reports_transfer_fewshot_and_zeroshot(pipeline):
@@ -45,7 +40,7 @@ def test_no_stage_but_evaluate_opens_a_test_split(pipeline, tmp_path):
         path.unlink()
     # Every stage after split runs (and rewrites its outputs) without the test files...
     for stage in ("tokenize", "embed", "train", "finetune"):
-        sh(_cmd(repo, stage), repo)
+        sh(stage_command(repo, stage), repo)
     # ...and evaluate, which must read them, fails on the first one: the check above could fail.
-    proc = sh(_cmd(repo, "evaluate"), repo, check=False)
+    proc = sh(stage_command(repo, "evaluate"), repo, check=False)
     assert proc.returncode == 2 and "test.parquet" in proc.stderr

@@ -6,16 +6,13 @@ Every stage runs as `python -m stages.<name>` in its own scratch directory, as
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from repo_copy import StageRun, run_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = {
@@ -30,14 +27,6 @@ WORDS = {
     "emoji": "😀 🎉 👩‍👩‍👧 🇺🇦 👍🏽 🌍 🚀 ❤️ 🍕 ☕".split(),
 }
 
-
-@dataclass
-class Run:
-    """A finished stage run: its directory, exit code and stderr."""
-
-    cwd: Path
-    returncode: int
-    stderr: str
 
 
 def _texts(label: str, n: int) -> list[str]:
@@ -70,32 +59,15 @@ def _workdir(base: Path, name: str, template_db: Path, prepare: dict | None = No
     return cwd
 
 
-def _run_all(stage: str, dirs: list[Path]) -> list[Run]:
+def _run_all(stage: str, dirs: list[Path]) -> list[StageRun]:
     """Run one stage in each directory, all at once."""
-    procs = []
-    for cwd in dirs:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-        env.pop("DVC_ROOT", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", f"stages.{stage}", *ARGS[stage]], cwd=cwd, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    return [Run(cwd, p.wait(timeout=300), p.stderr.read()) for cwd, p in zip(dirs, procs)]
+    return run_stages([(cwd, [stage, *ARGS[stage]]) for cwd in dirs])
 
 
 def _outputs(cwd: Path) -> set[str]:
     """Every file a stage may have written (inputs live at the top level or under inputs/)."""
     return {str(p.relative_to(cwd)) for top in ("data", "metrics", "reports") for p in (cwd / top).rglob("*")
             if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its schema migrated, copied into each run so runs start fast."""
-    import mlflow
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    mlflow.set_tracking_uri(f"sqlite:///{path}")
-    mlflow.search_experiments()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +213,7 @@ def _prepared(rows: list[tuple[str, str]]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory, template_db) -> dict[str, tuple[Run, set[str]]]:
+def bad(tmp_path_factory, template_db) -> dict[str, tuple[StageRun, set[str]]]:
     """Each bad case run once (all at once); with the files present under data/ before the run."""
     base = tmp_path_factory.mktemp("bad")
     dirs: dict[str, Path] = {}

@@ -7,16 +7,14 @@ together, to use both cores.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from conftest import make_corpus
+from repo_copy import run_stages
 
 from reprotext import embeddings
 from reprotext.tokenizer import UNK, TokenArray, Tokenizer
@@ -63,28 +61,6 @@ def _workdir(base: Path, name: str, template_db: Path) -> Path:
     return cwd
 
 
-def _run_all(runs: list[tuple[Path, list[str]]]) -> list[subprocess.CompletedProcess]:
-    """Run ``python -m stages.<args[0]> <args[1:]>`` in each directory, all at once."""
-    procs = []
-    for cwd, args in runs:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-        env.pop("DVC_ROOT", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", f"stages.{args[0]}", *args[1:]], cwd=cwd, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    return [subprocess.CompletedProcess(p.args, p.wait(timeout=300), "", p.stderr.read()) for p in procs]
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its schema migrated, copied into each run so runs start fast."""
-    import mlflow
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    mlflow.set_tracking_uri(f"sqlite:///{path}")
-    mlflow.search_experiments()
-    return path
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, template_db) -> dict[str, Path]:
     """tokenize then embed in a and b (same inputs, with unlabeled text); tokenize alone in c (without)."""
@@ -93,7 +69,7 @@ def runs(tmp_path_factory, template_db) -> dict[str, Path]:
     tokenize, embed = ["tokenize", *ARGS["tokenize"]], ["embed", *ARGS["embed"]]
     steps = [[(a, tokenize + UNLABELED_ARGS), (b, tokenize + UNLABELED_ARGS)], [(a, embed), (b, embed), (c, tokenize)]]
     for jobs in steps:
-        for (cwd, args), proc in zip(jobs, _run_all(jobs)):
+        for (cwd, args), proc in zip(jobs, run_stages(jobs)):
             assert proc.returncode == 0, f"{args[0]} in {cwd.name} failed:\n{proc.stderr[-3000:]}"
     return {"a": a, "b": b, "c": c}
 
@@ -182,7 +158,7 @@ def test_missing_split_is_one_line_and_exit_2(tmp_path, template_db):
     cwd = tmp_path / "empty"
     cwd.mkdir()
     (cwd / "params.yaml").write_text(yaml.safe_dump(PARAMS), encoding="utf-8")
-    (proc,) = _run_all([(cwd, ["tokenize", *ARGS["tokenize"]])])
+    (proc,) = run_stages([(cwd, ["tokenize", *ARGS["tokenize"]])])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data/split/source/train.parquet: not found")
     assert not (cwd / "models").exists() and not (cwd / "data/tokens").exists()

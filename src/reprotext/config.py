@@ -209,6 +209,7 @@ class TrainConfig(_Section):
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
     num_nodes: int = Field(1, ge=1)
     deterministic: bool | Literal["warn"] = True
+    threads: int = Field(1, ge=0)  # torch CPU threads per process; 0 = torch's default (all cores)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -261,6 +262,7 @@ class FinetuneConfig(_Section):
     max_epochs: int = Field(15, ge=1)
     patience: int = Field(3, ge=0)
     seed: int = 42
+    threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
     warmup_epochs: int = Field(1, ge=0)  # head-only epochs before the encoder starts to thaw
     unfreeze_every: int = Field(1, ge=1)  # epochs between thawing one more encoder layer group (top first)
     encoder_lr_factor: float = Field(0.3, gt=0, le=10)

@@ -8,7 +8,9 @@ a new version only when it beats the current champion on the gate metric.
 """
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ CHAMPION = "champion"
 GATE_TAG = "gate_metric"
 _HERE = Path(__file__).resolve().parent
 MODEL_CODE = _HERE / "pyfunc_model.py"
+NORMALIZE_DEFAULT = {"form": "NFC", "lowercase": False}  # prepare's defaults
 
 
 def _mlflow_pyfunc():
@@ -65,6 +68,9 @@ class ReprotextPyfunc(_mlflow_pyfunc().PythonModel):
         from reprotext.tokenizer import Tokenizer
 
         self.tokenizer = Tokenizer(context.artifacts["tokenizer"])
+        # How prepare normalised the training text; inputs get the same (older exports: the defaults).
+        spec = context.artifacts.get("normalize")
+        self.normalize = json.loads(Path(spec).read_text(encoding="utf-8")) if spec else dict(NORMALIZE_DEFAULT)
         self.model, _ = load_model(context.artifacts["model"], self.tokenizer.sha256)
         self.labels = list(self.model.config.labels)
 
@@ -73,7 +79,8 @@ class ReprotextPyfunc(_mlflow_pyfunc().PythonModel):
         from reprotext.evaluation import predict_proba
 
         # One vectorised pass over the batch (a per-text call costs more than the forward).
-        texts = normalize_texts(pd.Series(texts_from_input(model_input), dtype="str")).tolist()
+        texts = normalize_texts(pd.Series(texts_from_input(model_input), dtype="str"), self.normalize["form"],
+                                self.normalize["lowercase"]).tolist()
         batch_size = int((params or {}).get("batch_size", 128))
         return prediction_frame(predict_proba(self.model, self.tokenizer, texts, batch_size), self.labels)
 
@@ -85,7 +92,8 @@ def prediction_frame(proba: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str]) -> dict:
+def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str],
+                  normalize_file: Path) -> dict:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -99,7 +107,7 @@ def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str],
     )
     return dict(
         python_model=str(MODEL_CODE),
-        artifacts={"model": str(model_dir), "tokenizer": str(tokenizer_model)},
+        artifacts={"model": str(model_dir), "tokenizer": str(tokenizer_model), "normalize": str(normalize_file)},
         code_paths=[str(Path(reprotext.__file__).parent)],
         signature=signature,
         input_example=pd.DataFrame({"text": example}),
@@ -115,13 +123,28 @@ def _requirements() -> list[str]:
     return [f"torch=={version('torch').split('+')[0]}", *pins]
 
 
-def save(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str], out: Path) -> None:
-    """Save the pyfunc model into ``out`` (an MLflow model directory)."""
-    _mlflow_pyfunc().save_model(path=str(out), **_model_kwargs(model_dir, tokenizer_model, labels, example))
+def _normalize_file(tmp: str, normalize: dict | None) -> Path:
+    """The text normalisation (prepare's ``unicode_form`` and ``lowercase``) as a JSON artefact."""
+    spec = {**NORMALIZE_DEFAULT, **(normalize or {})}
+    path = Path(tmp) / "normalize.json"
+    path.write_text(json.dumps({"form": spec["form"], "lowercase": bool(spec["lowercase"])}), encoding="utf-8")
+    return path
+
+
+def save(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str], out: Path,
+         normalize: dict | None = None) -> None:
+    """Save the pyfunc model into ``out`` (an MLflow model directory).
+
+    ``normalize`` ({"form": "NFC" | "NFKC", "lowercase": bool}) is how prepare normalised the training text.
+    """
+    with tempfile.TemporaryDirectory(prefix="reprotext-export-") as tmp:
+        _mlflow_pyfunc().save_model(path=str(out), **_model_kwargs(model_dir, tokenizer_model, labels, example,
+                                                                   _normalize_file(tmp, normalize)))
 
 
 def log_and_register(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str],
-                     name: str, registered_name: str, gate_value: float) -> tuple[str, bool]:
+                     name: str, registered_name: str, gate_value: float,
+                     normalize: dict | None = None) -> tuple[str, bool]:
     """Log the model to the active run, register a version, and move ``champion`` if it is better.
 
     Returns (version, became_champion).
@@ -129,8 +152,10 @@ def log_and_register(model_dir: Path, tokenizer_model: Path, labels: Sequence[st
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    info = _mlflow_pyfunc().log_model(name=name, registered_model_name=registered_name,
-                                      **_model_kwargs(model_dir, tokenizer_model, labels, example))
+    with tempfile.TemporaryDirectory(prefix="reprotext-export-") as tmp:
+        info = _mlflow_pyfunc().log_model(name=name, registered_model_name=registered_name,
+                                          **_model_kwargs(model_dir, tokenizer_model, labels, example,
+                                                          _normalize_file(tmp, normalize)))
     client = MlflowClient()
     version = str(info.registered_model_version)
     client.set_model_version_tag(registered_name, version, GATE_TAG, f"{gate_value:.6f}")

@@ -249,6 +249,7 @@ def run_sweep(root: Path, plan: Plan, sweep: str, jobs: int, timeout: float) -> 
         if start.returncode:
             raise ReprotextError(f"`dvc queue start -j {jobs}` failed ({start.returncode}) in {copy}")
         status.update(_wait(copy, [e.dvc_name(sweep) for e in rest], deadline))
+        _sh(["dvc", "queue", "stop"], copy, check=False)  # the idle workers go too
     for name, s in status.items():
         if s != "Success":
             tail = _sh(["dvc", "queue", "logs", name], copy, check=False).strip().splitlines()[-15:]

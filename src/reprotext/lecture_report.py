@@ -123,7 +123,7 @@ def overfitting(sweep: Sweep, figs: Figures) -> list[str]:
         ax.axvline(best, color="grey", ls="--", label=f"early stopping's epoch ({best})")
         ax.set(xlabel="epoch", ylabel=label)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Left to overfit: {r.exp.title}", fontsize=10)
+    fig.suptitle(f"{r.dvc_name}: {r.exp.title}", fontsize=10)
     last = h.iloc[-1]
     first = h.iloc[0]
     rose = last["dev/loss"] > r.m("train/dev/loss")
@@ -431,10 +431,9 @@ def word2vec(sweep: Sweep, figs: Figures, work: Path) -> list[str]:
         lines += ["### Skip-gram against CBOW", "",
                   "Skip-gram predicts the context from a piece, CBOW the piece from its context (averaged). "
                   "Intrinsic: agreement with human similarity ratings; extrinsic: the classifier they initialise.", ""]
-        lines += _table(["algorithm", *(f"{s} ρ" for s in sims), "final loss per token", "dev accuracy",
-                         "test accuracy"],
-                        [(n, *(_fmt(r.m(f"embed/{s}/spearman")) for s in sims), _fmt(r.m("embed/loss_per_token")),
-                          _fmt(_accuracies(r)[0]), _fmt(_accuracies(r)[1])) for n, r in (("skip-gram", b), ("CBOW", c))])
+        lines += _table(["algorithm", *(f"{s} ρ" for s in sims), "dev accuracy", "test accuracy"],
+                        [(n, *(_fmt(r.m(f"embed/{s}/spearman")) for s in sims), _fmt(_accuracies(r)[0]),
+                          _fmt(_accuracies(r)[1])) for n, r in (("skip-gram", b), ("CBOW", c))])
         lines += figs.save(fig, "skipgram_cbow", [(b, "embed"), (c, "embed")],
                            "Word-similarity correlation and downstream accuracy of skip-gram and CBOW vectors.")
     else:
@@ -512,6 +511,18 @@ def transfer(sweep: Sweep, figs: Figures) -> list[str]:
                      for v in variants])
     lines += _table(["zero-shot", "target dev accuracy", "target test accuracy"],
                     [(m, _fmt(zs_dev.get(m, float("nan"))), _fmt(zs_test.get(m, float("nan")))) for m in methods])
+    learnt = {m: v for m, v in zs_test.items() if m != "majority"}
+    if learnt and "majority" in zs_test:
+        top = max(learnt, key=learnt.get)
+        line = (f"The best zero-shot method on the target test split, {top} ({_fmt(learnt[top])}), is "
+                f"{'above' if learnt[top] > zs_test['majority'] else 'below'} the majority class "
+                f"({_fmt(zs_test['majority'])}).")
+        tuned = few.get("pretrained", {})
+        if tuned:
+            k = min(tuned)
+            line += (f" Fine-tuning on k = {k} labelled example{'s' if k > 1 else ''} per class reaches "
+                     f"{_fmt(tuned[k][0])} on dev.")
+        lines += [line, ""]
     return lines + figs.save(fig, "transfer", [(b, "finetune"), (b, "evaluate")],
                              "Fine-tuned against from-scratch accuracy on the target task, the few-shot curve, and "
                              "zero-shot accuracy against the majority class.")

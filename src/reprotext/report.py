@@ -128,7 +128,7 @@ def write_report(path: Path, evaluate: Mapping[str, Any], finetune: Mapping[str,
     lines += retrieval_section
     lines += ["## How these numbers were made", "",
               "- Splits: stratified 70/20/10 train/dev/test per task (the split stage). Test is read only here.",
-              f"- Fine-tuning: the source model's encoder under a new head; the head trains alone for the warm-up "
+              "- Fine-tuning: the source model's encoder under a new head; the head trains alone for the warm-up "
               "epochs, then the encoder's layer groups thaw from the top, with a smaller learning rate "
               "(finetune.encoder_lr_factor x the head's).",
               f"- From scratch: the same architecture, recipe (schedule, learning rates) and epoch budget. "

@@ -32,6 +32,7 @@ class FitSettings:
     precision: str = "32-true"
     num_nodes: int = 1
     deterministic: bool | str = True
+    threads: int = 0  # torch CPU threads (intra-op); 0 = leave torch's default
     progress_bar: bool = True
 
     @classmethod

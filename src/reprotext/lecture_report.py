@@ -276,7 +276,7 @@ def gradient_descent(sweep: Sweep, figs: Figures) -> list[str]:
     for ax in axes:
         ax.legend(fontsize=6)
     lines += ["The same model and learning rate; only the number of examples per step differs (and the epoch budget, "
-              "see the table). "
+              "see the table; mini-batch is the baseline, which ran alone, the others in parallel). "
               "Losses are per epoch (train: the mean over the epoch's batches; dev: after the epoch), plotted "
               "against the optimiser steps taken and the wall time spent so far.", ""]
     lines += _table(["gradient descent", "epochs", "steps", "fit seconds", "ms per step", "lowest train loss",
@@ -311,8 +311,9 @@ def encoders(sweep: Sweep, figs: Figures) -> list[str]:
              f"{r.m('train/parameters_without_embeddings'):,.0f}", _fmt(r.m("train/epochs_run"), ".0f"),
              _fmt(r.train.get("fit_seconds", float("nan")), ".1f"))
             for label, r in zip(labels, rs)]
-    lines += ["One encoder at a time under the same head, embeddings (word2vec), data and early stopping; training "
-              "time is the fit's wall time on this machine, sharing its cores with another experiment.", ""]
+    lines += ["One encoder at a time under the same head, embeddings (word2vec), data and early stopping. Training "
+              "time is the fit's wall time: the baseline (bag) ran first and alone, the others "
+              f"{sweep.meta.get('jobs', 'several')} at a time; compare the times with that in mind.", ""]
     lines += _table(["encoder", "learning rate", "dev accuracy", "test accuracy", "parameters", "without embeddings",
                      "epochs", "fit seconds"], rows)
     return lines + figs.save(fig, "encoders", [(r, "train") for r in rs],
@@ -543,7 +544,7 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
              f"from MLflow (`{redact(sweep.uri).replace(str(sweep.root), '<repo>')}`). Sweep `{sweep.sweep}` on commit "
              f"`{commit[:10]}`{' (with uncommitted changes)' if dirty else ''}"
              + (f", started {meta['started']}, {meta['seconds'] / 60:.1f} minutes wall time on {meta['cores']} CPU "
-                f"cores with {meta['jobs']} experiments at a time ({meta.get('threads', 'default')} threads each)." if meta.get("seconds")
+                f"cores with {meta['jobs']} experiments at a time (threads each: {meta.get('threads', 'default')})." if meta.get("seconds")
                 else "."), ""]
     lines += ["Each experiment is the pipeline (prepare → split → tokenize → embed → train → finetune → evaluate) with "
               "the overrides below, queued on top of the reproduced baseline: a stage whose params and inputs are the "

@@ -120,7 +120,7 @@ def full_mode(budget_min: float) -> Mode:
         # 5 word2vec epochs over ~22M pieces would take ~10 min on 2 cores: one epoch for IMDb (reported).
         imdb_embed={"epochs": 1},
         tfidf_c=(1.0, 10.0, 100.0),
-        fasttext_grid=tuple((e, lr, n) for lr in (0.5, 1.0) for e in (5, 15) for n in (1, 2)),
+        fasttext_grid=tuple((e, lr, n) for lr in (0.1, 0.5, 1.0) for e in (5, 15) for n in (1, 2)),
         tok_embed_args=["--mb", "27", "--embed-mb", "4", "--repeats", "2"],
         train_overhead_args=["--overhead-steps", "200", "--repeats", "2"],
         predict_args=["--docs", "2000", "--repeats", "3"],

@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -38,20 +37,11 @@ from reprotext.evaluation import predict_proba
 from reprotext.models import Classifier, ModelConfig, load_model, save_model
 from reprotext.tokenizer import train_tokenizer
 from reprotext.training import collate
+from timing import best_of  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_RATIO = 0.8
 
-
-def best_of(repeats: int, *runs) -> list[float]:
-    """The shortest wall time of each run over ``repeats`` rounds, the runs alternating within a round."""
-    best = [float("inf")] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,8 +32,6 @@ import random
 import string
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from reprotext.config import EmbedConfig, TokenizeConfig, load_section
 from reprotext.data.sources import read_builtin
 from reprotext.embeddings import PieceCorpus, train_embeddings
 from reprotext.tokenizer import TokenArray, train_tokenizer
+from timing import best_of  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/tokenize_embed.json"
@@ -74,16 +73,6 @@ def _typos(text: str, rng: random.Random) -> str:
             words[i] = word[:at] + rng.choice(string.ascii_lowercase) + word[at + 1:]
     return " ".join(words)
 
-
-def best_of(repeats: int, *runs: Callable[[], object]) -> list[float]:
-    """The shortest wall time of each run over ``repeats`` rounds, the runs alternating within a round."""
-    best = [float("inf")] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def hf_bpe(texts: list[str], cfg: TokenizeConfig) -> None:

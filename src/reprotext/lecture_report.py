@@ -13,7 +13,7 @@ import math
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -169,11 +169,18 @@ def _near_zero(r: Result) -> dict[str, float]:
             if c.startswith("weights/share_below_")}
 
 
+def _comparable(sweep: Sweep, wanted: Iterable[str]) -> list[str]:
+    """The experiments of ``wanted`` that succeeded, when the baseline and one more did; else none."""
+    names = [n for n in wanted if sweep.ok(n)]
+    return names if "baseline" in names and len(names) >= 2 else []
+
+
 def regularisers(sweep: Sweep, figs: Figures) -> list[str]:
     lines = ["## 2. L1 against L2 against none", ""]
-    names = [n for n in ("baseline", "l1", "l2") if sweep.ok(n)]
-    if "baseline" not in names or len(names) < 2:
-        return lines + _missing(sweep, ["baseline", "l1", "l2"])
+    wanted = ("baseline", "l1", "l2")
+    names = _comparable(sweep, wanted)
+    if not names:
+        return lines + _missing(sweep, list(wanted))
     rs = [sweep[n] for n in names]
     labels = ["none" if n == "baseline" else n.upper() for n in names]
     shares = [_near_zero(r) for r in rs]
@@ -210,9 +217,10 @@ def regularisers(sweep: Sweep, figs: Figures) -> list[str]:
 
 def dropout_batchnorm(sweep: Sweep, figs: Figures) -> list[str]:
     lines = ["## 3. Dropout, DropConnect and batch norm", ""]
-    names = [n for n in ("baseline", "dropout", "dropconnect", "batchnorm") if sweep.ok(n)]
-    if "baseline" not in names or len(names) < 2:
-        return lines + _missing(sweep, ["baseline", "dropout", "dropconnect", "batchnorm"])
+    wanted = ("baseline", "dropout", "dropconnect", "batchnorm")
+    names = _comparable(sweep, wanted)
+    if not names:
+        return lines + _missing(sweep, list(wanted))
     rs = [sweep[n] for n in names]
     labels = ["all off" if n == "baseline" else n for n in names]
     gaps = []
@@ -251,9 +259,10 @@ def dropout_batchnorm(sweep: Sweep, figs: Figures) -> list[str]:
 
 def gradient_descent(sweep: Sweep, figs: Figures) -> list[str]:
     lines = ["## 4. Full-batch, stochastic and mini-batch gradient descent", ""]
-    names = [n for n in ("full-batch", "sgd", "baseline") if sweep.ok(n)]
-    if "baseline" not in names or len(names) < 2:
-        return lines + _missing(sweep, ["full-batch", "sgd", "baseline"])
+    wanted = ("full-batch", "sgd", "baseline")
+    names = _comparable(sweep, wanted)
+    if not names:
+        return lines + _missing(sweep, list(wanted))
     rs = [sweep[n] for n in names]
     labels = {"full-batch": "full batch (1 step/epoch)", "sgd": "stochastic (batch 1)",
               "baseline": f"mini-batch ({sweep['baseline'].exp.overrides.get('train.batch_size', 32)})"}
@@ -291,8 +300,8 @@ ENCODERS = {"baseline": "bag", "ffnn": "ffnn", "cnn": "cnn", "rnn": "rnn", "tran
 
 def encoders(sweep: Sweep, figs: Figures) -> list[str]:
     lines = ["## 5. Encoders side by side", ""]
-    names = [n for n in ENCODERS if sweep.ok(n)]
-    if "baseline" not in names or len(names) < 2:
+    names = _comparable(sweep, ENCODERS)
+    if not names:
         return lines + _missing(sweep, list(ENCODERS))
     rs = [sweep[n] for n in names]
     labels = [ENCODERS[n] for n in names]

@@ -52,6 +52,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert len(ft) == 1 and (ft[0]["test_accuracy"] or ft[0]["note"])  # a number, or why not
         assert any(r["kind"] == "published" for r in accuracy if r["dataset"] == dataset)
     assert "| 20 Newsgroups | reprotext (ours) | ours |" in md
+    assert "chosen on 20 Newsgroups dev accuracy" in md
+    if (DATASETS / "imdb").is_dir():  # smoke gives IMDb a candidate of its own, chosen on IMDb dev
+        assert set(meta["choice"]["imdb"]["candidates"]) == {meta["choice"]["20ng"]["chosen"], "cnn"}, meta["choice"]
+        assert "chosen on IMDb dev accuracy" in md
     assert "## Where we stand" in md and "20 Newsgroups >= 87.0%" in md
 
     throughput = _rows(res / "throughput.csv")

@@ -327,8 +327,10 @@ def fasttext_supervised(splits: dict[str, pd.DataFrame], grid: tuple, tmp: Path)
 
     start = time.perf_counter()
     train_file = tmp / "fasttext-train.txt"
-    train_file.write_text("".join(f"__label__{y} {t}\n" for y, t in zip(labels(splits["train"]["label"]),
-                                                                        clean(splits["train"]["text"]))))
+    # fastText reads its file in order and never shuffles, and the split files are grouped by label: unshuffled,
+    # the linearly decaying lr ends on the last classes (20NG dev 31% measured against 86% shuffled).
+    train = splits["train"].sample(frac=1.0, random_state=0)
+    train_file.write_text("".join(f"__label__{y} {t}\n" for y, t in zip(labels(train["label"]), clean(train["text"]))))
     dev_x, dev_y = clean(splits["dev"]["text"]), labels(splits["dev"]["label"])
     diverged: list[str] = []
     # Coordinate search: epochs x wordNgrams at the grid's first lr, then the other lrs at the best of those.

@@ -32,7 +32,7 @@ system-deps:
 test: setup system-deps
 	$(BIN)/pytest
 
-# Long (about an hour on 2 cores): the accuracy table, throughput ratios and scaling -> bench/BENCHMARKS.md.
+# Long (up to 100 min on 2 cores, its budget): the accuracy table, throughput ratios and scaling -> bench/BENCHMARKS.md.
 # The peers it measures (HF tokenizers, fastText) are the `bench` extra; `make test` runs its smoke version.
 bench: setup
 	$(BIN)/python bench/run.py

@@ -20,7 +20,7 @@ Writes ``<out>/BENCHMARKS.md`` and ``<out>/results/{accuracy,throughput,scaling}
    the table says so.
 4. GPU: the last bench/results/gpu_train.json of bench/gpu_train.sh, if any.
 
-    .venv/bin/python bench/run.py [--smoke] [--out bench] [--budget-min 50]
+    .venv/bin/python bench/run.py [--smoke] [--out bench] [--budget-min 100]
 
 ``--smoke`` runs every code path on a few hundred documents (about 3 minutes).
 """
@@ -856,11 +856,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="every code path on tiny data (~3 min)")
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="writes BENCHMARKS.md and results/ here")
-    p.add_argument("--budget-min", type=float, default=None, help="wall-clock budget in minutes (default 50, smoke 45)")
+    p.add_argument("--budget-min", type=float, default=None, help="wall-clock budget in minutes (default 100, smoke 45)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is printed)")
     args = p.parse_args(argv)
     # The smoke run must take every code path, so its budget is only a backstop for a very busy machine.
-    budget = args.budget_min or (45.0 if args.smoke else 50.0)
+    budget = args.budget_min or (45.0 if args.smoke else 100.0)
     mode = smoke_mode(budget) if args.smoke else full_mode(budget)
     (args.out / "results").mkdir(parents=True, exist_ok=True)
     meta = {"command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),

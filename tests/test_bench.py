@@ -70,3 +70,24 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert all(_number(r["seconds"]) > 0 and _number(r["peak_rss_gib"]) > 0 for r in measured)
     assert all(_number(r["time_growth"]) > 0 for r in measured if int(r["factor"]) > 1)
     assert "## GPU" in md
+
+
+def test_fasttext_peer_trains_on_shuffled_lines(tmp_path: Path, monkeypatch) -> None:
+    """fastText reads its file in order and the split files are grouped by label: the peer must shuffle."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("fasttext")  # the bench extra, installed by `make setup`
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import run as bench_run
+
+    words = {"sport": ["goal", "match", "team", "score"], "money": ["bank", "price", "market", "loan"],
+             "space": ["orbit", "rocket", "moon", "star"]}
+    common = ["the", "a", "of", "and", "to", "in", "is", "it"]
+    texts = [" ".join([ws[i % 4], common[i % 8], ws[(i // 4) % 4], common[(i // 8) % 8]] * 5)
+             for ws in words.values() for i in range(200)]
+    grouped = pd.DataFrame({"text": texts, "label": [label for label in words for _ in range(200)]})
+    result = bench_run.fasttext_supervised({"train": grouped, "dev": grouped, "test": grouped}, ((5, 0.1, 2),), tmp_path)
+    assert "error" not in result, result
+    order = [line.split()[0] for line in (tmp_path / "fasttext-train.txt").read_text().splitlines()]
+    assert sorted(order) == sorted(f"__label__{y}" for y in grouped["label"])
+    assert sum(a != b for a, b in zip(order, order[1:])) > 10, order  # grouped would change label twice
+    assert result["dev_accuracy"] == 1.0

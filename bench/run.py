@@ -449,6 +449,14 @@ class Bench:
         print(f"  chosen on {NAMES[key]} dev accuracy: {name}", flush=True)
         return name, run
 
+    def run_choosing(self, pipe: Pipeline, key: str, candidates: dict[str, dict]) -> tuple[str, dict[str, StageRun]]:
+        """Every stage, the train stage once per candidate (the best on dev kept): (chosen name, stage runs)."""
+        times = self.run_stages(pipe, key, STAGES[:4])
+        name, times["train"] = self.choose(pipe, key, candidates)
+        self.stage_times[key]["train"] = (times["train"].seconds, times["train"].rss_gib)
+        times.update(self.run_stages(pipe, key, ("finetune", "evaluate")))
+        return name, times
+
     def ours(self, key: str, role: str, pipe: Pipeline, times: dict[str, StageRun], stages: tuple[str, ...],
              config: str) -> None:
         ev, tr = pipe.json("metrics/evaluate.json")[role], pipe.json("metrics/train.json")
@@ -463,12 +471,8 @@ class Bench:
         m = self.mode
         if key == "20ng":
             pipe = self.pipeline("20ng", "builtin:20newsgroups", "builtin:reuters-r8", {}, {})
-            times = self.run_stages(pipe, "20ng", STAGES[:4])
-            name, run = self.choose(pipe, "20ng", m.candidates)
+            name, times = self.run_choosing(pipe, "20ng", m.candidates)
             self.best_train = m.candidates[name]
-            times["train"] = run
-            times.update(self.run_stages(pipe, "20ng", ("finetune", "evaluate")))
-            self.stage_times["20ng"]["train"] = (run.seconds, run.rss_gib)
             self.ours("20ng", "source", pipe, times, ("prepare", "split", "tokenize", "embed", "train", "evaluate"),
                       f"{name}; stages prepare..train + evaluate")
             self.ours("r8", "target", pipe, times, STAGES, f"{name}, fine-tuned from 20NG; all 7 stages")
@@ -495,10 +499,7 @@ class Bench:
         cfg = self.choice.get("20ng", {}).get("chosen", "params.yaml train section")
         own = m.dataset_candidates.get(key)
         if own:  # 20NG's choice against the dataset's own candidates, on its own dev set
-            times = self.run_stages(pipe, key, STAGES[:4])
-            cfg, times["train"] = self.choose(pipe, key, {cfg: {}, **own})
-            self.stage_times[key]["train"] = (times["train"].seconds, times["train"].rss_gib)
-            times.update(self.run_stages(pipe, key, ("finetune", "evaluate")))
+            cfg, times = self.run_choosing(pipe, key, {cfg: {}, **own})
             cfg += f" (chosen on {NAMES[key]} dev among {', '.join(self.choice[key]['candidates'])})"
         else:
             times = self.run_stages(pipe, key, STAGES)

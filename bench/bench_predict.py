@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(0)
         config = ModelConfig(model="bag", vocab_size=tok.vocab_size, embedding_dim=100, labels=tuple(labels),
                              hidden_dim=0, dropout=0.2, max_len=args.max_len, tokenizer_sha256=tok.sha256,
-                             encoder={"pooling": "mean", "bigram_buckets": 0})
+                             encoder={"pooling": "mean"})
         save_model(Classifier(config, None), work / "model", {"bench": "untrained"})
         model, _ = load_model(work / "model", tok.sha256)
         model.eval()

@@ -59,7 +59,7 @@ def untrained(work: Path, texts: list[str]) -> tuple[Path, Path]:
     tok = train_tokenizer(texts[:20000], TokenizeConfig(vocab_size=16000), work / "tokenizer")
     torch.manual_seed(0)
     config = ModelConfig(model="bag", vocab_size=tok.vocab_size, embedding_dim=100, labels=("a", "b"), max_len=1024,
-                         tokenizer_sha256=tok.sha256, encoder={"pooling": "mean", "bigram_buckets": 0})
+                         tokenizer_sha256=tok.sha256, encoder={"pooling": "mean"})
     save_model(Classifier(config), work / "model", {"bench": "untrained"})
     return work / "model", work / "tokenizer"
 

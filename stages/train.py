@@ -7,11 +7,11 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
 from reprotext.io import atomic_dir, write_json
-from reprotext.models import Classifier, ModelConfig, save_model
+from reprotext.models import Classifier, ModelConfig, fit_statistics, save_model
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, fit, seed_everything
-from reprotext.training.data import load_task
+from reprotext.training.data import id_batches, load_task
 from reprotext.training.history import save_history
 
 
@@ -39,12 +39,14 @@ def main() -> None:
                              tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,
                              encoder=cfg.encoder_options())
         model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
+        fit_statistics(model, tok.pieces(), id_batches(train_ds))  # a bag's word starts and IDF; training text only
         result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
         if not lead:
             return
         n_params = sum(p.numel() for p in model.parameters())
+        tables = [model.encoder.embedding.weight] + [m.weight for m in [getattr(model.encoder, "ngrams", None)] if m]
         metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
-                   "parameters": n_params, "parameters_without_embeddings": n_params - model.encoder.embedding.weight.numel(),
+                   "parameters": n_params, "parameters_without_embeddings": n_params - sum(t.numel() for t in tables),
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
         with atomic_dir(args.out) as tmp:
             save_model(model, tmp, {"best_epoch": result.best_epoch, "train_config": cfg.model_dump(mode="json")})

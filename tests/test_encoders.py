@@ -10,7 +10,7 @@ from reprotext.tokenizer import PAD
 MAX_LEN = 12
 OPTIONS = {
     "bag": {"pooling": "mean"},
-    "bag-max-bigrams": {"pooling": "max", "bigram_buckets": 64},
+    "bag-max-bigrams": {"pooling": "max", "piece_ngrams": 2, "buckets": 64},
     "ffnn": {"window": 6, "proj_dim": 4, "hidden": [16, 8]},
     "cnn": {"widths": [2, 5], "filters": 6},
     "rnn-lstm-max": {"cell": "lstm", "hidden_size": 8, "layers": 2, "pooling": "max"},
@@ -72,9 +72,9 @@ def test_word_order(key):
 
 def test_hashed_bigrams_start_at_zero_and_add_order():
     model = _model("bag-max-bigrams")
-    assert model.encoder.bigrams.weight.abs().sum() == 0  # starts as the plain bag
+    assert model.encoder.ngrams.weight.abs().sum() == 0  # starts as the plain bag
     with torch.no_grad():
-        model.encoder.bigrams.weight.normal_()
+        model.encoder.ngrams.weight.normal_()
         assert not torch.allclose(model(torch.tensor([[5, 6, 7]])), model(torch.tensor([[7, 6, 5]])))
 
 

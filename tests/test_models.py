@@ -85,7 +85,7 @@ def test_dropconnect_and_batch_norm_in_the_head():
 
 
 @pytest.mark.parametrize("model_name, options", [
-    ("bag", {"pooling": "max", "bigram_buckets": 32}),
+    ("bag", {"pooling": "max", "piece_ngrams": 2, "buckets": 32}),
     ("ffnn", {"window": 4, "proj_dim": 3, "hidden": [8]}),
     ("cnn", {"widths": [2, 3], "filters": 4}),
     ("rnn", {"cell": "gru", "hidden_size": 4, "pooling": "last"}),

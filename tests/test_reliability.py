@@ -178,7 +178,7 @@ def test_a_checkpoint_holding_code_is_refused(tmp_path, tokenizer, capsys):
     from reprotext.models import Classifier, ModelConfig, load_model, save_model
 
     config = ModelConfig(model="bag", vocab_size=tokenizer.vocab_size, embedding_dim=8, labels=("a", "b"),
-                         tokenizer_sha256=tokenizer.sha256, encoder={"pooling": "mean", "bigram_buckets": 0})
+                         tokenizer_sha256=tokenizer.sha256, encoder={"pooling": "mean"})
     save_model(Classifier(config), tmp_path, {})
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     torch.save({**state, "evil": _Payload()}, tmp_path / "model.pt")

@@ -14,10 +14,11 @@ import torch
 from ddp_fit import word_task
 from reprotext.config import TrainConfig, parse_section
 from reprotext.errors import ConfigError, DataError
-from reprotext.models import Classifier, ModelConfig
+from reprotext.models import Classifier, ModelConfig, fit_statistics
 from reprotext.tokenizer import PAD, TokenArray
 from reprotext.training import (ClassifierModule, FitSettings, TokenDataset, collate, encode_labels, fit,
                                 seed_everything)
+from reprotext.training.data import id_batches
 from reprotext.training.history import save_history
 from reprotext.training.module import lr_factor
 
@@ -211,10 +212,21 @@ class Killed(Exception):
     """Stands in for SIGKILL in the middle of an epoch."""
 
 
-def test_kill_and_resume_reaches_the_same_result(tmp_path, monkeypatch):
+# The default bag of params.yaml: tfidf pooling, word bigrams, sparse tables (two optimisers in one to resume).
+SPARSE_BAG = {"pooling": "tfidf", "word_ngrams": 2, "buckets": 5000, "sparse": True}
+
+
+def _bag_with_statistics(vocab: int, known, train: TokenDataset, encoder: dict, **overrides) -> Classifier:
+    model = _bag(vocab, known, encoder=encoder, **overrides)
+    fit_statistics(model, ["<s>"] * 6 + [f"\u2581w{i}" for i in range(vocab - 6)], id_batches(train))
+    return model
+
+
+@pytest.mark.parametrize("encoder", [{}, SPARSE_BAG], ids=["bag", "sparse-tfidf-bag"])
+def test_kill_and_resume_reaches_the_same_result(tmp_path, monkeypatch, encoder):
     train, dev, known, vocab = word_task()
     settings = _settings(lr=0.02, max_epochs=6, patience=6)
-    reference = _bag(vocab, known, dropout=0.3)
+    reference = _bag_with_statistics(vocab, known, train, encoder, dropout=0.3)
     expected = fit(reference, train, dev, settings)
 
     def die_in_epoch_4(module, *args):
@@ -223,11 +235,11 @@ def test_kill_and_resume_reaches_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ClassifierModule, "on_train_batch_start", die_in_epoch_4)
     with pytest.raises(Killed):
-        fit(_bag(vocab, known, dropout=0.3), train, dev, settings, resume_dir=tmp_path / "resume")
+        fit(_bag_with_statistics(vocab, known, train, encoder, dropout=0.3), train, dev, settings, resume_dir=tmp_path / "resume")
     assert (tmp_path / "resume" / "last.ckpt").is_file()
     monkeypatch.undo()
 
-    resumed_model = _bag(vocab, known, dropout=0.3)
+    resumed_model = _bag_with_statistics(vocab, known, train, encoder, dropout=0.3)
     resumed = fit(resumed_model, train, dev, settings, resume_dir=tmp_path / "resume")
     assert resumed.resumed_after == 3 and resumed.steps == expected.steps
     assert resumed.history == expected.history and resumed.best_epoch == expected.best_epoch

@@ -130,10 +130,20 @@ class EmbedConfig(_Section):
 
 
 class BagOptions(_Section):
-    """train.bag: fastText-style bag of piece embeddings."""
+    """train.bag: fastText-style bag of piece and hashed n-gram embeddings (models/bag.py)."""
 
-    pooling: Literal["mean", "max"] = "mean"
-    bigram_buckets: int = Field(0, ge=0)  # hashed bigram vectors; 0 = unigrams only
+    pooling: Literal["mean", "max", "tfidf", "attention"] = "tfidf"
+    piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
+    word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
+    buckets: int = Field(1_000_000, ge=0)  # hash table of the n-gram features
+    sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
+
+    @model_validator(mode="after")
+    def _hashable(self) -> "BagOptions":
+        if (self.piece_ngrams > 1 or self.word_ngrams > 0) and self.buckets < 1:
+            raise ValueError(f"piece_ngrams {self.piece_ngrams} / word_ngrams {self.word_ngrams} need "
+                             "train.bag.buckets > 0 to hash the n-grams into")
+        return self
 
 
 class FFNNOptions(_Section):
@@ -224,6 +234,9 @@ class TrainConfig(_Section):
         if isinstance(self.devices, int) and self.devices < 1:
             raise ValueError(f"devices {self.devices} must be >= 1, 'auto' or a list of device indices; "
                              "fix train.devices")
+        if self.model == "bag" and self.bag.sparse and self.grad_clip:
+            raise ValueError("train.grad_clip needs dense gradients, and train.bag.sparse makes the tables' sparse; "
+                             "set train.grad_clip: 0 or train.bag.sparse: false")
         if self.batch_norm and (self.gd_mode == "sgd" or self.batch_size == 1):
             raise ValueError("batch norm needs batches of more than one example; "
                              "set train.batch_norm: false or use gd_mode minibatch/full with batch_size > 1")

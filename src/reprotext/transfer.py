@@ -18,7 +18,7 @@ from torch import nn
 
 from reprotext.errors import ConfigError
 from reprotext.evaluation import classification_metrics, predict_tokens
-from reprotext.models import Classifier
+from reprotext.models import Classifier, copy_statistics
 from reprotext.tokenizer import TokenArray
 from reprotext.training.data import TokenDataset
 from reprotext.training.fit import FitResult, fit
@@ -36,8 +36,14 @@ def swap_head(pretrained: Classifier, labels: Sequence[str], dropout: float) -> 
 
 def from_scratch(pretrained: Classifier, labels: Sequence[str], dropout: float,
                  vectors: np.ndarray | None) -> Classifier:
-    """The same architecture as ``pretrained`` for ``labels``, its encoder initialised anew (``vectors`` or random)."""
-    return Classifier(replace(pretrained.config, labels=tuple(labels), dropout=dropout), vectors)
+    """The same architecture as ``pretrained`` for ``labels``, its encoder initialised anew (``vectors`` or random).
+
+    The encoder's statistics (a bag's word starts and IDF) are copied: they describe the tokenizer and
+    the text, not anything learned, and a bag without them cannot run.
+    """
+    model = Classifier(replace(pretrained.config, labels=tuple(labels), dropout=dropout), vectors)
+    copy_statistics(model, pretrained)
+    return model
 
 
 def layer_groups(model: Classifier) -> list[list[nn.Parameter]]:

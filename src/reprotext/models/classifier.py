@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from reprotext.errors import ArtifactError
 from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
-from reprotext.models.bag import BagEncoder
+from reprotext.models.bag import BagEncoder, word_starts
 from reprotext.models.cnn import CNNEncoder
 from reprotext.models.dropconnect import DropConnectLinear
 from reprotext.models.fc import fully_connected
@@ -99,6 +99,28 @@ class Classifier(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids))  # (B, C)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose gradients are sparse (a bag's tables with ``sparse: true``); the optimiser pairs them."""
+        get = getattr(self.encoder, "sparse_parameters", None)
+        return get() if get is not None else []
+
+
+def fit_statistics(model: Classifier, pieces: Sequence[str], documents: Iterable[torch.Tensor]) -> None:
+    """Give an encoder that needs them its statistics: the tokenizer's word starts and the IDF of ``documents``.
+
+    A no-op for encoders without any (everything but a bag with word n-grams or tfidf pooling).
+    ``documents``: batches of (B, T) piece ids of the training text.
+    """
+    if getattr(model.encoder, "needs_statistics", False):
+        model.encoder.fit_statistics(word_starts(list(pieces)), documents)
+
+
+def copy_statistics(model: Classifier, source: Classifier) -> None:
+    """Copy the encoder's buffers (statistics, not learned weights) from ``source``, built from the same config."""
+    theirs = dict(source.encoder.named_buffers())
+    for name, buf in model.encoder.named_buffers():
+        buf.copy_(theirs[name])
 
 
 def save_model(model: Classifier, directory: Path, info: dict) -> None:

@@ -41,6 +41,12 @@ def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(out), torch.tensor([y for _, y in batch], dtype=torch.long)
 
 
+def id_batches(dataset: TokenDataset, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """The dataset's documents in order as padded (B, T) id batches (e.g. to count statistics over)."""
+    for start in range(0, len(dataset), batch_size):
+        yield collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])[0]
+
+
 def encode_labels(labels: Sequence[str], known: Sequence[str], where: str) -> list[int]:
     """Label strings -> indices into ``known``; an unknown label is an error naming it."""
     index = {name: i for i, name in enumerate(known)}

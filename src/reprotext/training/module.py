@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reprotext.models import Classifier
+from reprotext.training.optim import make_optimizer
 from reprotext.training.settings import FitSettings
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -51,8 +52,10 @@ class ClassifierModule(L.LightningModule):
             raise ValueError(f"gd_mode must be one of {', '.join(GD_MODES)}, got {settings.gd_mode!r}")
         self.model = model
         self.settings = settings
-        # The penalised weights: every matrix (embeddings, linear, conv, recurrent); not biases or norm scales.
-        self.penalised = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        # The penalised weights: every matrix (embeddings, linear, conv, recurrent); not biases or norm scales, and
+        # not tables with sparse gradients (a penalty over a whole table would make its gradient dense).
+        sparse = {id(p) for p in model.sparse_parameters()}
+        self.penalised = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2 and id(p) not in sparse]
         # gd_mode "full": the cross-entropy of a micro-batch is rescaled so that the gradients accumulated over
         # the epoch are those of the mean over the whole training set (set in on_train_start).
         self.ce_scale: float | None = None
@@ -116,12 +119,8 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.settings
-        params = self.param_groups()
-        if s.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-        else:
-            cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
-            optimizer = cls(params, lr=s.lr, weight_decay=s.weight_decay)
+        optimizer = make_optimizer(self.param_groups(), s.optimizer, s.lr, s.momentum, s.weight_decay,
+                                   self.model.sparse_parameters())
         total = int(self.trainer.estimated_stepping_batches)
         factor = lr_factor(s.schedule, round(s.warmup * total), total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,142 @@
+"""Hashed piece and word n-grams of a batch of piece ids, computed on the fly (fastText's features).
+
+Joulin et al. 2017 hash word n-grams into a fixed number of buckets; Bojanowski et al. 2017
+add subword (character) n-grams. Here the text is already BPE pieces, so a document yields:
+
+- its pieces (ids ``[0, V)``, the piece embedding table);
+- piece n-grams, n = 2..``piece_n`` (adjacent pieces, across word boundaries);
+- words, rebuilt from the pieces (a piece that starts with U+2581 starts a word) and hashed,
+  and word n-grams, n = 2..``word_n``;
+
+every hashed feature an id in ``[V, V + buckets)`` (the bucket table). The hash is a fixed
+polynomial over the piece ids in int64 arithmetic (wrapping), so the same n-gram lands in the
+same bucket in every process, on every machine, with no Python ``hash()`` seed involved.
+Everything is vectorised over the (B, T) batch: the features live inside the model, and an
+exported model takes plain piece ids.
+"""
+from __future__ import annotations
+
+import torch
+
+from reprotext.tokenizer import PAD
+
+# Odd 63-bit multipliers (splitmix64 constants and digits of pi), one per position in a word or an n-gram.
+_MULT = (0x1F3D5B79A2C4E6F1, 0x2545F4914F6CDD1D, 0x3243F6A8885A308D, 0x13198A2E03707345,
+         0x24BE5E0E9C2B8D31, 0x452821E638D01377, 0x1BE5466CF34E90C7, 0x0C0AC29B7C97C50D)
+# Pieces past this position in a word reuse the last multiplier (words of 8+ pieces are rare and still hash).
+_MAX_WORD_PIECES = len(_MULT)
+_SALT_PIECE, _SALT_WORD = 0x5BD1E995, 0x27D4EB2F
+
+
+def _mix(h: torch.Tensor) -> torch.Tensor:
+    """A cheap avalanche step (xorshift-multiply) so nearby inputs spread over the buckets; int64 in, int64 out."""
+    h = h ^ (h >> 29)
+    h = h * 0x0BF58476D1CE4E5B  # wraps in int64: two's complement, deterministic
+    return h ^ (h >> 32)
+
+
+def _bucket(h: torch.Tensor, buckets: int) -> torch.Tensor:
+    return torch.remainder(_mix(h), buckets)  # non-negative for a positive divisor
+
+
+def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, word_n: int,
+                   buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature ids and their validity of every position: (B, T, K) long and (B, T, K) bool.
+
+    Args:
+        ids: (B, T) piece ids, right-padded with PAD.
+        word_start: (V,) bool, True for pieces that start a word (and for special pieces).
+        piece_n: the longest piece n-gram (1 = pieces only).
+        word_n: the longest word n-gram (0 = no word features, 1 = words, 2 = words and word bigrams, ...).
+        buckets: size of the hash table of the n-gram features (ignored when there are none).
+
+    Feature k = 0 is the piece itself; then piece n-grams 2..piece_n (ending at this position),
+    then word n-grams 1..word_n (emitted at the last piece of the n-th word, so each counts once).
+    """
+    B, T = ids.shape
+    V = word_start.numel()
+    valid = ids != PAD  # (B, T)
+    feats, masks = [ids], [valid]
+    if buckets <= 0 or (piece_n <= 1 and word_n <= 0):
+        return torch.stack(feats, -1), torch.stack(masks, -1)
+    x = ids.long() + 1  # (B, T); +1 so that id 0 still moves the hash
+
+    # Piece n-grams ending at t: sum_j x[t-j] * MULT[j], salted by n.
+    h = x * _MULT[0]
+    for n in range(2, piece_n + 1):
+        shifted = torch.zeros_like(x)
+        shifted[:, n - 1:] = x[:, : T - n + 1]
+        h = h + shifted * _MULT[(n - 1) % len(_MULT)]
+        ok = torch.zeros_like(valid)
+        ok[:, n - 1:] = valid[:, n - 1:] & valid[:, : T - n + 1]
+        feats.append(V + _bucket(h + _SALT_PIECE * n, buckets))
+        masks.append(ok)
+
+    if word_n >= 1:
+        pos = torch.arange(T, device=ids.device).expand(B, T)  # (B, T)
+        starts = word_start[ids] | (pos == 0)  # (B, T) a piece that opens a word
+        # Start position of the word each position belongs to, and the position within it.
+        start_pos = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values  # (B, T)
+        within = (pos - start_pos).clamp(max=_MAX_WORD_PIECES - 1)
+        mult = torch.tensor(_MULT, device=ids.device)[within]  # (B, T)
+        c = torch.cumsum(x * mult, 1)  # (B, T) wrapping prefix sums
+        before = torch.where(start_pos > 0, c.gather(1, (start_pos - 1).clamp(min=0)), torch.zeros_like(c))
+        word_hash = c - before  # (B, T): hash of the word's pieces up to t; complete at its last piece
+        nxt_start = torch.ones_like(starts)
+        nxt_start[:, :-1] = starts[:, 1:] | ~valid[:, 1:]
+        is_end = valid & nxt_start  # (B, T) the last piece of a word
+        hw = word_hash.clone()
+        prev_end = start_pos - 1  # (B, T) last piece of the previous word (-1: none)
+        have = torch.ones_like(valid)
+        for n in range(1, word_n + 1):
+            if n > 1:
+                ok_prev = prev_end >= 0
+                pe = prev_end.clamp(min=0)
+                hw = hw + word_hash.gather(1, pe) * _MULT[(n - 1) % len(_MULT)]
+                have = have & ok_prev
+                prev_end = torch.where(ok_prev, start_pos.gather(1, pe) - 1, torch.full_like(pe, -1))
+            feats.append(V + _bucket(hw + _SALT_WORD * n, buckets))
+            masks.append(is_end & have)
+    return torch.stack(feats, -1), torch.stack(masks, -1)  # (B, T, K)
+
+
+def weighted_bags(feats: torch.Tensor, mask: torch.Tensor, idf: torch.Tensor | None,
+                  sublinear: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each document's distinct features with TF-IDF weights, L2-normalised per document.
+
+    Returns (features (N,), weights (N,), document index (N,)), N distinct (document, feature)
+    pairs. Weight = (1 + log tf) * idf (or tf * idf), then divided by the document's L2 norm:
+    the vector scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` gives, over hashed features.
+    """
+    B = feats.shape[0]
+    flat = feats.reshape(B, -1)
+    keep = mask.reshape(B, -1)
+    doc = torch.arange(B, device=feats.device).unsqueeze(1).expand_as(flat)[keep]  # (M,)
+    f = flat[keep]  # (M,)
+    width = int(f.max().item()) + 1 if f.numel() else 1
+    keys, counts = torch.unique(doc * width + f, return_counts=True)  # sorted by document, then feature
+    d, f = keys // width, keys % width
+    tf = counts.float()
+    w = (1.0 + torch.log(tf)) if sublinear else tf
+    if idf is not None:
+        w = w * idf[f]
+    norm = torch.zeros(B, device=w.device).index_add_(0, d, w * w).sqrt().clamp(min=1e-12)
+    return f, w / norm[d], d
+
+
+def document_frequency(batches, word_start: torch.Tensor, piece_n: int, word_n: int, buckets: int) -> torch.Tensor:
+    """Document frequency of every feature id over ``batches`` of (B, T) piece ids; (V + buckets,) float, and N."""
+    V = word_start.numel()
+    df = torch.zeros(V + (buckets if buckets > 0 and (piece_n > 1 or word_n > 0) else 0))
+    n_docs = 0
+    for ids in batches:
+        feats, mask = ngram_features(ids, word_start, piece_n, word_n, buckets)
+        f, _, _ = weighted_bags(feats, mask, None)
+        df.index_add_(0, f, torch.ones_like(f, dtype=df.dtype))
+        n_docs += ids.shape[0]
+    return df, n_docs
+
+
+def smooth_idf(df: torch.Tensor, n_docs: int) -> torch.Tensor:
+    """scikit-learn's smoothed IDF: log((1 + N) / (1 + df)) + 1."""
+    return torch.log((1.0 + n_docs) / (1.0 + df)) + 1.0

@@ -1,0 +1,181 @@
+"""The bag's hashed n-grams, its poolings, sparse updates and the optimiser that pairs them."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from reprotext.errors import ArtifactError
+from reprotext.models import Classifier, ModelConfig, copy_statistics, load_model, save_model
+from reprotext.models.bag import BagEncoder, word_starts
+from reprotext.models.ngrams import ngram_features, weighted_bags
+from reprotext.models.pooling import masked_mean
+from reprotext.training.optim import Composite, make_optimizer
+
+# A toy vocabulary: ids 0-5 special, then word-initial pieces (U+2581) and continuations.
+PIECES = ["<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[MASK]", "\u2581new", "\u2581york", "\u2581is", "er", "s",
+          "\u2581big", "\u2581the"]
+V = len(PIECES)
+WS = word_starts(PIECES)
+
+
+def bag(pooling="tfidf", piece_ngrams=1, word_ngrams=2, buckets=1000, sparse=True, dim=4) -> BagEncoder:
+    torch.manual_seed(0)
+    enc = BagEncoder(torch.nn.Embedding(V, dim, padding_idx=0), pooling, piece_ngrams, word_ngrams, buckets, sparse)
+    return enc
+
+
+def word_feature(ids: list[int], n: int, word_n: int = 2) -> list[int]:
+    """The bucket ids of the word n-grams (n = 1 words, 2 bigrams) of one document."""
+    feats, mask = ngram_features(torch.tensor([ids]), WS, 1, word_n, 1000)
+    k = n  # feature 0 is the piece; with piece_n = 1, word n-grams n sit at k = n
+    return feats[0, :, k][mask[0, :, k]].tolist()
+
+
+def test_words_are_rebuilt_from_pieces_and_hash_the_same_anywhere():
+    # "new york" vs "newer york": ▁new+er is one word, unlike ▁new alone.
+    a = word_feature([6, 7, 8], 1)  # new york is
+    b = word_feature([11, 6, 9, 7], 1)  # big newer york
+    assert len(a) == 3 and len(b) == 3  # one feature per word, at its last piece
+    assert a[1] == b[2]  # "york" lands in the same bucket in both documents
+    assert a[0] not in b  # "new" is not "newer"
+    bigram_a, bigram_b = word_feature([6, 7, 8], 2), word_feature([12, 6, 7, 0, 0], 2)
+    assert len(bigram_a) == 2 and len(bigram_b) == 2  # padding makes no bigram
+    assert bigram_a[0] == bigram_b[1]  # "new york" in both
+    assert word_feature([7, 6], 2) != word_feature([6, 7], 2)  # order matters
+
+
+def test_hash_is_the_same_in_another_process():
+    ids = [[6, 9, 7, 8, 11, 10, 12, 7]]
+    here = ngram_features(torch.tensor(ids), WS, 3, 3, 1_000_003)[0].tolist()
+    code = ("import torch, json; from reprotext.models.ngrams import ngram_features; "
+            "from reprotext.models.bag import word_starts; "
+            f"print(json.dumps(ngram_features(torch.tensor({ids}), word_starts({PIECES!r}), 3, 3, 1_000_003)[0]"
+            ".tolist()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "123", "PATH": ""})
+    assert eval(out.stdout) == here
+
+
+def test_tfidf_pooling_weights_are_scikit_learns():
+    docs = [[6, 7, 7, 8], [11, 12, 6], [12, 12, 12, 7]]
+    enc = bag("tfidf", word_ngrams=0, buckets=0)
+    batches = [torch.tensor([d + [0] * (4 - len(d)) for d in docs])]
+    enc.fit_statistics(WS, batches)
+    f, w, d = weighted_bags(*enc.features(batches[0]), enc.idf)
+    ours = torch.zeros(3, V).index_put_((d, f), w).numpy()
+    vec = TfidfVectorizer(sublinear_tf=True, token_pattern=r"\S+", vocabulary=[str(i) for i in range(V)])
+    theirs = vec.fit_transform([" ".join(map(str, doc)) for doc in docs]).toarray()
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # and the pooled vector is that weighting of the rows
+    np.testing.assert_allclose(enc(batches[0]).detach().numpy(), ours @ enc.embedding.weight.detach().numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_unweighted_poolings_over_pieces_match_the_plain_reductions(pooling):
+    ids = torch.tensor([[6, 7, 7, 8], [11, 12, 0, 0]])
+    enc = bag(pooling, word_ngrams=0, buckets=0, sparse=True)  # sparse: the general path, not the fast one
+    x, mask = enc.embedding(ids), ids != 0
+    expected = x.masked_fill(~mask.unsqueeze(-1), -1e9).amax(1) if pooling == "max" else masked_mean(x, mask)
+    torch.testing.assert_close(enc(ids), expected)  # attention starts as the mean (zero query)
+
+
+def test_attention_pooling_learns_its_weights():
+    enc = bag("attention", word_ngrams=1, buckets=100)
+    enc.fit_statistics(WS, [])
+    ids = torch.tensor([[6, 7, 8]])
+    with torch.no_grad():
+        enc.query.copy_(enc.embedding.weight[7] * 50)  # attend to "york"
+    out = enc(ids)
+    assert torch.allclose(out[0], enc.embedding.weight[7], atol=1e-2)
+
+
+def test_a_bag_without_statistics_refuses_to_run():
+    with pytest.raises(ArtifactError, match="fit_statistics"):
+        bag("tfidf")(torch.tensor([[6, 7]]))
+
+
+def test_sparse_step_touches_only_the_rows_in_the_batch():
+    enc = bag("tfidf", word_ngrams=2, buckets=50)
+    enc.fit_statistics(WS, [torch.tensor([[6, 7, 8], [11, 12, 0]])])
+    head = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        enc.ngrams.weight.normal_()
+    groups = [{"params": list(enc.parameters()) + list(head.parameters())}]
+    opt = make_optimizer(groups, "adamw", 0.1, 0.9, 0.01, enc.sparse_parameters())
+    assert isinstance(opt, Composite)
+    before_e, before_g = enc.embedding.weight.detach().clone(), enc.ngrams.weight.detach().clone()
+    ids = torch.tensor([[6, 7]])
+    F.cross_entropy(head(enc(ids)), torch.tensor([1])).backward()
+    assert enc.embedding.weight.grad.is_sparse and enc.ngrams.weight.grad.is_sparse
+    opt.step()
+    feats, mask = enc.features(ids)
+    used = set(feats[mask].tolist())
+    changed_e = set(torch.nonzero((enc.embedding.weight != before_e).any(1)).flatten().tolist())
+    changed_g = {V + i for i in torch.nonzero((enc.ngrams.weight != before_g).any(1)).flatten().tolist()}
+    assert changed_e == {i for i in used if i < V} == {6, 7}
+    assert changed_g == {i for i in used if i >= V} and len(changed_g) == 3  # new, york, new york
+
+
+def test_composite_optimizer_schedules_and_saves_both_parts():
+    enc = bag("tfidf", word_ngrams=0, buckets=0)
+    head = torch.nn.Linear(4, 2)
+    groups = [{"params": list(head.parameters())}, {"params": list(enc.parameters()), "lr": 0.05}]
+    opt = make_optimizer(groups, "adam", 0.1, 0.9, 0.0, enc.sparse_parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
+    assert [g["lr"] for g in opt.param_groups] == [0.05, 0.025]
+    assert [g["lr"] for o in opt.optimizers for g in o.param_groups] == [0.05, 0.025]
+    enc.fit_statistics(WS, [torch.tensor([[6, 7]])])
+    F.cross_entropy(head(enc(torch.tensor([[6, 7]]))), torch.tensor([0])).backward()
+    opt.step()
+    sched.step()
+    state = opt.state_dict()
+    again = make_optimizer(groups, "adam", 0.1, 0.9, 0.0, enc.sparse_parameters())
+    again.load_state_dict(state)
+    assert again.state_dict()["optimizers"][1]["state"][0]["step"] == 1
+
+
+def test_saved_bag_keeps_its_statistics_and_predictions(tmp_path):
+    config = ModelConfig("bag", V, 4, ("a", "b"), encoder={"pooling": "tfidf", "word_ngrams": 2, "buckets": 64,
+                                                             "sparse": True})
+    model = Classifier(config)
+    model.encoder.fit_statistics(WS, [torch.tensor([[6, 7, 8], [12, 11, 0]])])
+    with torch.no_grad():
+        model.encoder.ngrams.weight.normal_()
+    ids = torch.tensor([[6, 7, 8, 11]])
+    save_model(model.eval(), tmp_path, {})
+    loaded, _ = load_model(tmp_path)
+    torch.testing.assert_close(loaded(ids), model(ids))
+    scratch = Classifier(config)
+    copy_statistics(scratch, model)
+    assert torch.equal(scratch.encoder.idf, model.encoder.idf) and bool(scratch.encoder.prepared)
+
+
+def test_lightning_fits_the_sparse_ngram_bag_and_resumes(corpus, tokenizer, tmp_path):
+    """The default bag (tfidf, word bigrams, sparse tables) through the real fit loop, with a resume checkpoint."""
+    from reprotext.models import fit_statistics
+    from reprotext.tokenizer import TokenArray
+    from reprotext.training import FitSettings, TokenDataset, encode_labels, fit, seed_everything
+    from reprotext.training.data import id_batches
+
+    texts, labels = corpus
+    known = sorted(set(labels))
+    arr = TokenArray.from_lists(tokenizer.encode(texts))
+    y = encode_labels(labels, known, "corpus")
+    cut = int(0.7 * len(texts))
+    train = TokenDataset(TokenArray(arr.ids, arr.offsets[: cut + 1]), y[:cut], 64)
+    dev = TokenDataset(TokenArray(arr.ids, arr.offsets[cut:]), y[cut:], 64)
+    seed_everything(0)
+    model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known),
+                                   encoder={"pooling": "tfidf", "word_ngrams": 2, "buckets": 10_000, "sparse": True}))
+    fit_statistics(model, tokenizer.pieces(), id_batches(train))
+    assert model.encoder.idf[: tokenizer.vocab_size].max() > 1  # counted, not the initial ones
+    settings = FitSettings(lr=0.05, weight_decay=0.01, batch_size=16, max_epochs=6, patience=3, seed=0,
+                           progress_bar=False)
+    result = fit(model, train, dev, settings, resume_dir=tmp_path / "resume")
+    assert result.best["dev/accuracy"] > 0.9
+    assert not (tmp_path / "resume").exists()  # removed after a successful run

@@ -6,8 +6,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
+from reprotext.errors import ConfigError
 from reprotext.io import atomic_dir, write_json
 from reprotext.models import Classifier, ModelConfig, fit_statistics, save_model
+from reprotext.pretraining import init_from_pretrained
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, fit, seed_everything
@@ -21,6 +23,7 @@ def main() -> None:
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--tokens", required=True)
     p.add_argument("--embeddings", required=True)
+    p.add_argument("--pretrained", help="the pretrain stage's output, read when train.init is lm")
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--metrics", required=True)
@@ -39,6 +42,10 @@ def main() -> None:
                              tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,
                              encoder=cfg.encoder_options())
         model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
+        if cfg.init == "lm":  # the pretrained LM encoder's weights (for bag and cnn: the word2vec vectors above)
+            if not args.pretrained:
+                raise ConfigError("train.init lm needs the pretrain stage's output: pass --pretrained models/pretrain")
+            init_from_pretrained(model, args.pretrained, tok.sha256, cfg.embeddings == "pretrained")
         fit_statistics(model, tok.pieces(), id_batches(train_ds))  # a bag's word starts and IDF; training text only
         result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
         if not lead:

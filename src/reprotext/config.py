@@ -129,6 +129,47 @@ class EmbedConfig(_Section):
     probes: tuple[str, ...] = ("god", "car", "space", "computer", "oil", "game", "bank", "windows")
 
 
+class PretrainConfig(_Section):
+    """The chosen encoder (train.model) as a self-supervised language model on the training + unlabeled text.
+
+    transformer: masked LM (Devlin et al. 2019); rnn: causal LM, forward (+ backward when bidirectional);
+    ffnn: Bengio et al. 2003's next piece from the previous ``context``; cnn and bag: word2vec is their
+    pretraining (the stage writes a marker). An "epoch" is ``max_tokens / epochs`` training tokens of a seeded
+    shuffled stream of ``seq_len``-piece sequences, so the budget, not the corpus size, sets the cost.
+    """
+
+    max_tokens: int = Field(1_200_000, ge=1)  # training tokens over the whole run
+    epochs: int = Field(4, ge=1)  # dev perplexity after each max_tokens / epochs tokens
+    seq_len: int = Field(128, ge=2, le=512)
+    batch_size: int = Field(16, ge=1)  # sequences per step
+    dev_tokens: int = Field(20_000, ge=2)  # of the dev splits, scored for perplexity only (test text never)
+    mask_rate: float = Field(0.15, gt=0, lt=1)  # masked LM: share of pieces predicted
+    mask_token: float = Field(0.8, ge=0, le=1)  # of those: replaced by [MASK] ...
+    random_token: float = Field(0.1, ge=0, le=1)  # ... by a random piece; the rest are kept as they are
+    context: int = Field(8, ge=1)  # ffnn: the previous n pieces
+    lm_hidden: int = Field(256, ge=1)  # ffnn: the LM's hidden tanh layer over the n projected pieces
+    negatives: int = Field(1024, ge=0)  # rnn/ffnn sampled softmax (Jean et al. 2015); 0 = full softmax
+    lr: float = Field(2e-3, gt=0)
+    warmup: float = Field(0.05, ge=0, lt=1)  # share of the steps; then cosine decay to 10%
+    weight_decay: float = Field(0.01, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0)
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _mask_split(self) -> "PretrainConfig":
+        if self.mask_token + self.random_token > 1 + 1e-9:
+            raise ValueError(f"mask_token {self.mask_token} + random_token {self.random_token} exceed 1; "
+                             "the rest (kept pieces) would be negative: lower pretrain.mask_token or random_token")
+        if self.max_tokens < self.epochs * self.seq_len:
+            raise ValueError(f"max_tokens {self.max_tokens} is less than one sequence of {self.seq_len} per epoch "
+                             f"over {self.epochs} epochs; raise pretrain.max_tokens")
+        return self
+
+
 class BagOptions(_Section):
     """train.bag: fastText-style bag of piece and hashed n-gram embeddings (models/bag.py)."""
 
@@ -186,6 +227,9 @@ class TrainConfig(_Section):
 
     model: Literal["bag", "ffnn", "cnn", "rnn", "transformer"] = "bag"
     embeddings: Literal["pretrained", "random"] = "pretrained"
+    # lm: every encoder weight from the pretrain stage (whose embeddings began as word2vec; for bag and cnn
+    # word2vec is their pretraining, so lm = the word2vec vectors); embeddings: as train.embeddings says.
+    init: Literal["lm", "embeddings"] = "embeddings"
     freeze_embeddings: bool = False
     max_len: int = Field(1024, ge=1)
     bag: BagOptions = BagOptions()
@@ -321,6 +365,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "split": SplitConfig,
     "tokenize": TokenizeConfig,
     "embed": EmbedConfig,
+    "pretrain": PretrainConfig,
     "train": TrainConfig,
     "finetune": FinetuneConfig,
     "evaluate": EvaluateConfig,

@@ -69,6 +69,11 @@ class TransformerEncoder(nn.Module):
         self.out_dim = dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.states(ids)  # (B, 1+T, D)
+        return x[:, 0] if self.pooling == "cls" else masked_mean(x[:, 1:], ids != PAD)  # (B, D)
+
+    def states(self, ids: torch.Tensor) -> torch.Tensor:
+        """The final [CLS] state and every piece's: ids (B, T) -> (B, 1+T, D) (a masked LM reads the pieces')."""
         B, T = ids.shape
         if T > self.positions.num_embeddings:
             raise ValueError(f"transformer got {T} pieces but has positions for {self.positions.num_embeddings}; "
@@ -80,5 +85,4 @@ class TransformerEncoder(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, keep)
-        x = self.ln(x)  # (B, 1+T, D)
-        return x[:, 0] if self.pooling == "cls" else masked_mean(x[:, 1:], mask)  # (B, D)
+        return self.ln(x)  # (B, 1+T, D)

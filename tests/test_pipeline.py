@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from repo_copy import sh
+from repo_copy import sh, stage_command
 
-STAGES = ["prepare", "split", "tokenize", "embed", "train", "finetune", "evaluate"]
+STAGES = ["prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "evaluate"]
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +83,36 @@ def test_changing_train_params_reruns_only_downstream(repo):
 def test_summary_prints_both_tasks(repo):
     out = sh(["reprotext", "summary"], repo).stdout
     assert "source" in out and "target" in out and "test accuracy" in out
+
+
+def test_default_bag_pretrain_is_the_word2vec_marker(repo):
+    meta = json.loads((repo / "models/pretrain/meta.json").read_text())
+    assert meta["objective"] == "word2vec" and meta["model"] == "bag"
+    assert not (repo / "models/pretrain/encoder.pt").exists()
+    assert json.loads((repo / "metrics/pretrain.json").read_text()) == {"model": "bag", "objective": "word2vec"}
+
+
+@pytest.mark.parametrize("model", ["transformer", "rnn", "ffnn"])
+def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
+    """The pretrain stage's real command with train.model set to an LM-pretrained encoder, then train from it."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(model=model, init="lm", max_len=64, max_epochs=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # the repository's store stays as dvc left it
+
+    def run(name: str, swap: dict[str, str]) -> None:
+        cmd = stage_command(repo, name)
+        cmd = [swap.get(a, a) for a in cmd] + ["--params", str(tmp_path / "params.yaml")]
+        sh(cmd, repo, extra_env=env)
+
+    outs = {"models/pretrain": str(tmp_path / "pretrain"), "metrics/pretrain.json": str(tmp_path / "pretrain.json")}
+    run("pretrain", outs)
+    metrics = json.loads((tmp_path / "pretrain.json").read_text())
+    assert metrics["objective"] == {"transformer": "masked_lm", "rnn": "causal_lm", "ffnn": "next_piece"}[model]
+    by_epoch = list(metrics["dev_perplexity_by_epoch"].values())
+    assert len(by_epoch) == 2 and by_epoch[-1] == metrics["dev"]["perplexity"] < metrics["dev"]["unigram_perplexity"]
+    run("train", {**outs, "models/train": str(tmp_path / "train"), "metrics/train.json": str(tmp_path / "train.json"),
+                  "reports/train_history.csv": str(tmp_path / "history.csv"),
+                  "models/.train-resume": str(tmp_path / "resume")})
+    assert json.loads((tmp_path / "train.json").read_text())["epochs_run"] == 1
+    assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}  # nothing of the repository's changed

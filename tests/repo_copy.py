@@ -18,7 +18,7 @@ TINY = {
     "prepare": {"max_docs": 400},
     "tokenize": {"vocab_size": 600},
     "embed": {"dim": 16, "epochs": 1},
-    "train": {"max_epochs": 2, "lr": 0.1},
+    "train": {"max_epochs": 2, "lr": 0.1, "bag": {"buckets": 20_000}},
     "finetune": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1, 5], "fewshot_seeds": [0, 1],
                  "dual_encoder": {"epochs": 1}},
 }

@@ -135,7 +135,7 @@ class BagOptions(_Section):
     pooling: Literal["mean", "max", "tfidf", "attention"] = "tfidf"
     piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
     word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
-    buckets: int = Field(1_000_000, ge=0)  # hash table of the n-gram features
+    buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
 
     @model_validator(mode="after")

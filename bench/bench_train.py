@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from reprotext import embeddings
 from reprotext.config import TrainConfig, load_section
 from reprotext.evaluation import classification_metrics, predict_proba
-from reprotext.models import Classifier, ModelConfig, fit_statistics
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics
 from reprotext.tokenizer import Tokenizer
 from reprotext.training import ClassifierModule, FitSettings, collate, fit, seed_everything
 from reprotext.training.data import EpochShuffleSampler, id_batches, load_task
@@ -72,10 +72,11 @@ def run_encoder(name: str, cfg: TrainConfig, root: Path) -> dict:
     train, dev, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
-                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
-    fit_statistics(model, tok.pieces(), id_batches(train))
+    load_statistics(model, stats)
     result = fit(model, train, dev, replace(FitSettings.from_config(cfg), progress_bar=False))
     test = pd.read_parquet(root / "data/split/source/test.parquet")
     start = time.perf_counter()
@@ -157,10 +158,11 @@ def overhead(cfg: TrainConfig, root: Path, steps: int, repeats: int) -> dict:
                for s in range(0, min(len(order), steps * cfg.batch_size), cfg.batch_size)]
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
-                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     initial = Classifier(config, vectors)
-    fit_statistics(initial, tok.pieces(), id_batches(train))
+    load_statistics(initial, stats)
     settings = replace(FitSettings.from_config(cfg), progress_bar=False)
     torch.use_deterministic_algorithms(True)  # as the Trainer sets it, for both
     plain, light, light_total = [], [], []
@@ -199,8 +201,9 @@ def bag_vs_fasttext(cfg: TrainConfig, root: Path, repeats: int) -> dict:
     order = list(EpochShuffleSampler(len(train), cfg.seed))
     batches = [collate([train[i] for i in order[s: s + cfg.batch_size]]) for s in range(0, len(order), cfg.batch_size)]
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
-                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     settings = replace(FitSettings.from_config(cfg), progress_bar=False)
     texts = pd.read_parquet(root / "data/split/source/train.parquet")
     lines = "".join(f"__label__{'_'.join(str(y).split())} {' '.join(str(t).split())}\n"
@@ -212,7 +215,7 @@ def bag_vs_fasttext(cfg: TrainConfig, root: Path, repeats: int) -> dict:
         for _ in range(repeats):
             seed_everything(cfg.seed)
             model = Classifier(config, vectors)
-            fit_statistics(model, tok.pieces(), id_batches(train))
+            load_statistics(model, stats)
             ours.append(lightning_epoch(model, batches, settings)[0])
             start = time.perf_counter()
             fasttext.train_supervised(str(path), epoch=1, dim=vectors.shape[1], wordNgrams=max(1, cfg.bag.word_ngrams),

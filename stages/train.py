@@ -7,7 +7,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
 from reprotext.io import atomic_dir, write_json
-from reprotext.models import Classifier, ModelConfig, fit_statistics, save_model
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics, save_model
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, fit, seed_everything
@@ -34,12 +34,14 @@ def main() -> None:
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
         vectors = embeddings.load(args.embeddings, tok.sha256)
         seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
+        # A bag's word starts, IDF and counted n-gram table come from the tokenizer and the training text only.
+        options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train_ds))
         config = ModelConfig(model=cfg.model, vocab_size=tok.vocab_size, embedding_dim=vectors.shape[1],
                              labels=tuple(labels), hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, max_len=cfg.max_len,
                              tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,
-                             encoder=cfg.encoder_options())
+                             encoder=options)
         model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
-        fit_statistics(model, tok.pieces(), id_batches(train_ds))  # a bag's word starts and IDF; training text only
+        load_statistics(model, stats)
         result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
         if not lead:
             return

@@ -14,7 +14,7 @@ import torch
 from ddp_fit import word_task
 from reprotext.config import TrainConfig, parse_section
 from reprotext.errors import ConfigError, DataError
-from reprotext.models import Classifier, ModelConfig, fit_statistics
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics
 from reprotext.tokenizer import PAD, TokenArray
 from reprotext.training import (ClassifierModule, FitSettings, TokenDataset, collate, encode_labels, fit,
                                 seed_everything)
@@ -213,12 +213,14 @@ class Killed(Exception):
 
 
 # The default bag of params.yaml: tfidf pooling, word bigrams, sparse tables (two optimisers in one to resume).
-SPARSE_BAG = {"pooling": "tfidf", "word_ngrams": 2, "buckets": 5000, "sparse": True}
+SPARSE_BAG = {"pooling": "tfidf", "word_ngrams": 2, "min_count": 2, "sparse": True}
 
 
 def _bag_with_statistics(vocab: int, known, train: TokenDataset, encoder: dict, **overrides) -> Classifier:
-    model = _bag(vocab, known, encoder=encoder, **overrides)
-    fit_statistics(model, ["<s>"] * 6 + [f"\u2581w{i}" for i in range(vocab - 6)], id_batches(train))
+    pieces = ["<s>"] * 6 + [f"\u2581w{i}" for i in range(vocab - 6)]
+    options, stats = encoder_statistics("bag", encoder, pieces, id_batches(train))
+    model = _bag(vocab, known, encoder=options, **overrides)
+    load_statistics(model, stats)
     return model
 
 

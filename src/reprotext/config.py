@@ -135,14 +135,15 @@ class BagOptions(_Section):
     pooling: Literal["mean", "max", "tfidf", "attention"] = "tfidf"
     piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
     word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
-    buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features
+    buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features (min_count 0)
+    min_count: int = Field(0, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
 
     @model_validator(mode="after")
     def _hashable(self) -> "BagOptions":
-        if (self.piece_ngrams > 1 or self.word_ngrams > 0) and self.buckets < 1:
+        if (self.piece_ngrams > 1 or self.word_ngrams > 0) and self.buckets < 1 and self.min_count < 1:
             raise ValueError(f"piece_ngrams {self.piece_ngrams} / word_ngrams {self.word_ngrams} need "
-                             "train.bag.buckets > 0 to hash the n-grams into")
+                             "train.bag.buckets > 0 to hash the n-grams into, or train.bag.min_count >= 1")
         return self
 
 

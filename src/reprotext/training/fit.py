@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -80,7 +81,10 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     seed_everything(settings.seed)
     module = module_cls(model, settings)
     stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
-    history = History(mlflow_module)
+    # Lightning's bar (on stdout) redraws every step: where that is no terminal (a log, CI) it would write
+    # thousands of updates, so there History logs one line per epoch instead.
+    bar = settings.progress_bar and sys.stdout.isatty()
+    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar)
     callbacks: list[L.Callback] = [*extra_callbacks, EpochSeed(settings.seed), history, stopper]
     start_from = None
     if resume_dir is not None:
@@ -99,7 +103,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=settings.progress_bar,
+        enable_progress_bar=bar,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the DataModule shards the training set itself, batch for batch
         callbacks=callbacks,

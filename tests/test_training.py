@@ -303,3 +303,12 @@ def test_no_progress_bar_where_stdout_is_no_terminal_but_a_line_per_epoch(corpus
     assert "Epoch 0" not in out.out + out.err
     lines = [r.getMessage() for r in caplog.records if r.name == "reprotext.training.callbacks"]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"] and "dev/accuracy" in lines[-1]
+
+
+def test_fit_is_quiet_about_lightnings_advert_and_its_own_deprecations(corpus, tokenizer, caplog, recwarn):
+    train, dev, known = _task(corpus, tokenizer)
+    caplog.set_level(logging.INFO)
+    fit(Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known))), train, dev, _settings(max_epochs=1))
+    assert any(r.name.startswith("lightning") for r in caplog.records)  # Lightning's other info still comes through
+    assert not [r.getMessage() for r in caplog.records if "litlogger" in r.getMessage()]
+    assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]

@@ -26,6 +26,17 @@ from reprotext.training.settings import FitSettings
 log = logging.getLogger(__name__)
 
 
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning 2.6 advertises its cloud logger ("💡 Tip: ... try installing [litlogger]") on every Trainer
+    built without one, and no flag or variable turns that off: drop exactly that record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "try installing [litlogger]" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLitLoggerTip())
+
+
 @dataclass
 class FitResult:
     """The per-epoch history and where it ended; ``seconds`` is wall time (MLflow only, never metrics files)."""
@@ -120,6 +131,9 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     with warnings.catch_warnings():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # Lightning 2.6's own combined loader builds torch's deprecated LeafSpec (torch >= 2.10 warns); ours is fine.
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+                                r"lightning\.pytorch\.utilities\._pytree")
         trainer.fit(module, datamodule=datamodule, ckpt_path=start_from[0] if start_from else None, weights_only=True)
     seconds = time.perf_counter() - start
     model.cpu().eval()

@@ -86,7 +86,7 @@ def test_loading_a_missing_model_names_it(tmp_path):
 
 
 def test_predict_from_the_cli_warns_of_nothing(saved, tmp_path):
-    """`reprotext predict` in a fresh process, every warning shown: MLflow's "Add type hints" one is not among them."""
+    """`reprotext predict` in a fresh process, every warning shown: no "Add type hints" from MLflow, no bar in a log."""
     _, root = saved
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     pd.DataFrame({"text": ["rocket orbit", "goal"]}).to_csv(src, index=False)
@@ -97,3 +97,4 @@ def test_predict_from_the_cli_warns_of_nothing(saved, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert pd.read_csv(out)["label"].isin(LABELS).all()
     assert "type hint" not in proc.stderr, proc.stderr[-2000:]
+    assert "doc/s" not in proc.stderr, proc.stderr[-2000:]  # no progress bar on a pipe (a log, CI)

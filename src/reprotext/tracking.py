@@ -85,12 +85,12 @@ def ui_url(base: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    mode = "?workflowType=machine_learning"
+    base, mode = base.rstrip("/"), "?workflowType=machine_learning"
     try:
         exp = MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
     except MlflowException:  # a store that does not answer: the experiments list, in the same mode
         exp = None
-    return f"{base.rstrip('/')}/#/experiments/{exp.experiment_id}/runs{mode}" if exp else f"{base}/#/experiments{mode}"
+    return f"{base}/#/experiments/{exp.experiment_id}/runs{mode}" if exp else f"{base}/#/experiments{mode}"
 
 
 def redact(uri: str) -> str:

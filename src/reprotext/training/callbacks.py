@@ -143,7 +143,7 @@ class History(L.Callback):
                "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), "train/steps": trainer.global_step,
                **weight_norms(pl_module.model), **near_zero_shares(pl_module.model)}
         self.rows.append(row)
-        if self.log_epochs:
+        if self.log_epochs and trainer.is_global_zero:
             log.info("epoch %d/%d: %s", row["epoch"] + 1, trainer.max_epochs, ", ".join(
                 f"{k} {row[k]:.4g}" for k in ("train/loss", "dev/loss", "dev/accuracy") if k in row))
         # Wall time since training started (this process): MLflow only, never the history file, which must repeat.

@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -304,3 +305,24 @@ def test_train_config_checks_combinations():
         with pytest.raises(ConfigError, match=message):
             parse_section("train", values)
     assert parse_section("train", {"model": "transformer", "max_len": 512}).encoder_options()["max_positions"] == 512
+
+
+def test_no_progress_bar_where_stdout_is_no_terminal_but_a_line_per_epoch(corpus, tokenizer, capfd, caplog):
+    """Lightning's bar redraws every step; in a log (pytest's captured stdout) one line per epoch instead."""
+    train, dev, known = _task(corpus, tokenizer)
+    caplog.set_level(logging.INFO, logger="reprotext.training.callbacks")
+    fit(Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known))), train, dev,
+        _settings(max_epochs=2, progress_bar=True))
+    out = capfd.readouterr()
+    assert "Epoch 0" not in out.out + out.err
+    lines = [r.getMessage() for r in caplog.records if r.name == "reprotext.training.callbacks"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"] and "dev/accuracy" in lines[-1]
+
+
+def test_fit_is_quiet_about_lightnings_advert_and_its_own_deprecations(corpus, tokenizer, caplog, recwarn):
+    train, dev, known = _task(corpus, tokenizer)
+    caplog.set_level(logging.INFO)
+    fit(Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known))), train, dev, _settings(max_epochs=1))
+    assert any(r.name.startswith("lightning") for r in caplog.records)  # Lightning's other info still comes through
+    assert not [r.getMessage() for r in caplog.records if "litlogger" in r.getMessage()]
+    assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]

@@ -1,8 +1,8 @@
 """params.yaml -> one typed, validated config per stage.
 
-Every stage reads only its own section. Unknown keys are errors (a typo must not
-silently fall back to a default), and every value is range-checked here, before
-any work starts.
+Every stage reads only its own section but validates them all, so a bad value anywhere stops the
+first stage that runs. Unknown keys are errors (a typo must not silently fall back to a default),
+and every value is range-checked here, before any work starts.
 """
 from __future__ import annotations
 
@@ -366,10 +366,19 @@ def parse_section(name: str, values: dict | None, where: str = "params.yaml") ->
         raise ConfigError(f"{where}: {loc} = {err.get('input')!r}: {msg}") from exc
 
 
+def parse_all(params: dict, where: str = "params.yaml") -> dict[str, _Section]:
+    """Validate every section of ``params`` (in pipeline order), so a bad value anywhere stops the first stage."""
+    return {name: parse_section(name, params.get(name), where) for name in SECTIONS}
+
+
 def load_section(name: str, cls: type[S], path: str | Path = "params.yaml") -> S:
-    """Load and validate one stage's section of params.yaml."""
-    params = read_params(path)
-    config = parse_section(name, params.get(name), where=str(path))
+    """Load one stage's section of params.yaml, after validating the whole file.
+
+    Every section is checked, not only ``name``'s: a bad ``train.dropout`` stops the first stage that runs,
+    in seconds, rather than the train stage after prepare..embed did their work. What a stage *reads* (and so
+    what DVC re-runs it for) is still its own section only.
+    """
+    config = parse_all(read_params(path), where=str(path))[name]
     assert isinstance(config, cls)
     return config
 

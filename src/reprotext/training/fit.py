@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,17 @@ from reprotext.training.module import ClassifierModule
 from reprotext.training.settings import FitSettings
 
 log = logging.getLogger(__name__)
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning 2.6 advertises its cloud logger ("💡 Tip: ... try installing [litlogger]") on every Trainer
+    built without one, and no flag or variable turns that off: drop exactly that record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "try installing [litlogger]" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLitLoggerTip())
 
 
 @dataclass
@@ -80,7 +92,10 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     seed_everything(settings.seed)
     module = module_cls(model, settings)
     stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
-    history = History(mlflow_module)
+    # Lightning's bar (on stdout) redraws every step: where that is no terminal (a log, CI) it would write
+    # thousands of updates, so there History logs one line per epoch instead.
+    bar = settings.progress_bar and sys.stdout.isatty()
+    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar)
     callbacks: list[L.Callback] = [*extra_callbacks, EpochSeed(settings.seed), history, stopper]
     start_from = None
     if resume_dir is not None:
@@ -99,7 +114,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=settings.progress_bar,
+        enable_progress_bar=bar,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the DataModule shards the training set itself, batch for batch
         callbacks=callbacks,
@@ -116,6 +131,9 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     with warnings.catch_warnings():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # Lightning 2.6's own combined loader builds torch's deprecated LeafSpec (torch >= 2.10 warns); ours is fine.
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+                                r"lightning\.pytorch\.utilities\._pytree")
         trainer.fit(module, datamodule=datamodule, ckpt_path=start_from[0] if start_from else None, weights_only=True)
     seconds = time.perf_counter() - start
     model.cpu().eval()

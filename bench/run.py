@@ -260,7 +260,8 @@ def child_env(mlflow_db: Path) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{mlflow_db}"
     env["DVC_NO_ANALYTICS"] = "1"
-    env["PYTHONPATH"] = str(ROOT)  # the `stages` package of this checkout, whatever the cwd
+    # The `stages` package and the library of this checkout, whatever the cwd (not an editable install elsewhere).
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src")])
     return env
 
 

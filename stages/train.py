@@ -48,6 +48,7 @@ def main() -> None:
         n_params = sum(p.numel() for p in model.parameters())
         tables = [model.encoder.embedding.weight] + [m.weight for m in [getattr(model.encoder, "ngrams", None)] if m]
         metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
+                   "stopped_early": result.stopped_early,
                    "parameters": n_params, "parameters_without_embeddings": n_params - sum(t.numel() for t in tables),
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
         with atomic_dir(args.out) as tmp:

@@ -78,6 +78,7 @@ def test_early_stopping_restores_the_best_epoch():
     result = fit(model, noisy, dev, _settings(batch_size=4, max_epochs=40, patience=3))
     losses = [row["dev/loss"] for row in result.history]
     assert len(losses) == result.best_epoch + 4, "early stopping did not fire after patience epochs"
+    assert result.stopped_early
     assert result.best_epoch == int(np.argmin(losses))
     assert result.history[-1]["train/loss"] < result.best["train/loss"]  # it went on fitting the noise
     # The returned model carries the best epoch's weights, not the last epoch's.
@@ -85,6 +86,14 @@ def test_early_stopping_restores_the_best_epoch():
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model.eval()(ids), y).item()
     assert loss == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_a_run_cut_by_max_epochs_is_reported_as_not_converged(caplog):
+    train, dev, known, vocab = word_task()
+    with caplog.at_level("WARNING", logger="reprotext.training.fit"):
+        result = fit(_bag(vocab, known), train, dev, _settings(lr=1e-3, max_epochs=2, patience=3))
+    assert not result.stopped_early and result.best_epoch == 1
+    assert "had not converged" in caplog.text
 
 
 def test_min_delta_and_an_accuracy_monitor():

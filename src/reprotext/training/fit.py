@@ -47,6 +47,7 @@ class FitResult:
     seconds: float
     steps: int = 0  # optimiser steps over the whole run
     resumed_after: int = 0  # epochs restored from a resume checkpoint
+    stopped_early: bool = False  # early stopping ended the run, not max_epochs: the dev metric had stopped improving
 
     @property
     def best(self) -> dict[str, float]:
@@ -145,5 +146,10 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
     log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
              stopper.best_value, seconds)
+    early = len(history.rows) < settings.max_epochs
+    if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
+        # A default that a run never reaches is a finding: the comparison would be between unfinished models.
+        log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
+                    "or the learning rate", settings.max_epochs, stopper.best_epoch)
     return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
-                     start_from[1] if start_from else 0)
+                     start_from[1] if start_from else 0, stopped_early=early)

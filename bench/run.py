@@ -125,6 +125,7 @@ class Mode:
     candidates: dict = field(default_factory=lambda: CANDIDATES)
     dataset_candidates: dict = field(default_factory=lambda: DATASET_CANDIDATES)
     unlabeled_lines: int | None = None
+    sections: tuple[str, ...] = ("accuracy", "throughput", "scaling")
 
 
 def full_mode(budget_min: float) -> Mode:
@@ -714,17 +715,24 @@ class Bench:
         need = {"20ng": 0, "r52": 480, "trec": 240, "imdb": 900} if not self.mode.smoke else {}
         # 20NG first (the others use its chosen config), then the throughput ratios (they need its copy and
         # take ~5 min), then the other datasets, cheapest first; scaling gets what is left of the budget.
-        self.section(f"accuracy {NAMES['20ng']}", lambda: self.dataset("20ng"))
-        if hasattr(self, "twenty_ng"):
+        sections, datasets = self.mode.sections, self.mode.datasets
+        if "20ng" in datasets and ("accuracy" in sections or "throughput" in sections):
+            self.section(f"accuracy {NAMES['20ng']}", lambda: self.dataset("20ng"))
+        if "throughput" not in sections:
+            self.notes["throughput"].append("throughput: not run (bench/run.py --sections).")
+        elif hasattr(self, "twenty_ng"):
             self.section("throughput ratios", self.throughput_ratios, 0 if self.mode.smoke else 240)
         else:
-            self.notes["throughput"].append("throughput: skipped, needs the 20NG pipeline run (it failed).")
-        for key in self.mode.datasets[1:]:
+            self.notes["throughput"].append("throughput: skipped, needs the 20NG pipeline run (not run or failed).")
+        for key in (d for d in datasets if d != "20ng" and "accuracy" in sections):
             self.section(f"accuracy {NAMES[key]}", lambda k=key: self.dataset(k), need.get(key, 0))
         for key, like in (("r52", "20NG's builtin path"), ("trec", "IMDb's file path")):
             if key not in self.mode.datasets:
                 self.notes["accuracy"].append(f"{NAMES[key]}: not run in --smoke (the same code as {like}).")
-        self.section("scaling", self.scaling_run)
+        if "scaling" in sections:
+            self.section("scaling", self.scaling_run)
+        else:
+            self.notes["scaling"].append("scaling: not run (bench/run.py --sections).")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -935,10 +943,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="writes BENCHMARKS.md and results/ here")
     p.add_argument("--budget-min", type=float, default=None, help="wall-clock budget in minutes (default 100, smoke 45)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is printed)")
+    p.add_argument("--datasets", nargs="+", choices=list(NAMES), help="only these datasets (default: all of the mode; "
+                   "without 20ng the others use params.yaml's train section, and R8 needs 20ng)")
+    p.add_argument("--sections", nargs="+", choices=["accuracy", "throughput", "scaling"],
+                   default=["accuracy", "throughput", "scaling"], help="only these sections (default: all)")
     args = p.parse_args(argv)
     # The smoke run must take every code path, so its budget is only a backstop for a very busy machine.
     budget = args.budget_min or (45.0 if args.smoke else 100.0)
     mode = smoke_mode(budget) if args.smoke else full_mode(budget)
+    if args.datasets:
+        mode.datasets = tuple(d for d in ("20ng", "trec", "r52", "imdb") if d in args.datasets)
+    mode.sections = tuple(args.sections)
     (args.out / "results").mkdir(parents=True, exist_ok=True)
     meta = {"command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}

@@ -43,7 +43,11 @@ LECTURE_SIZE ?= default
 lecture: setup
 	$(BIN)/python -m reprotext.lecture --size $(LECTURE_SIZE)
 
+# MLflow 3.17's UI opens an experiment on its GenAI overview unless the URL asks for the training runs: open this one.
+UI_URL = $(shell $(BIN)/python -c 'import sys; from reprotext.tracking import ui_url; print(ui_url(*sys.argv[1:]))' \
+	http://$(HOST):$(PORT) sqlite:///$(CURDIR)/mlflow.db)
 ui: setup
+	@echo "The pipeline's runs: $(UI_URL)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(HOST) --port $(PORT)
 
 # Removes the pipeline's outputs and the local MLflow store (committed metrics stay).

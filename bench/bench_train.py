@@ -36,11 +36,12 @@ from torch.utils.data import DataLoader, Dataset
 from reprotext import embeddings
 from reprotext.config import TrainConfig, load_section
 from reprotext.evaluation import classification_metrics, predict_proba
-from reprotext.models import Classifier, ModelConfig
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics
 from reprotext.tokenizer import Tokenizer
 from reprotext.training import ClassifierModule, FitSettings, collate, fit, seed_everything
-from reprotext.training.data import EpochShuffleSampler, load_task
+from reprotext.training.data import EpochShuffleSampler, id_batches, load_task
 from reprotext.training.module import lr_factor
+from reprotext.training.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 # Per encoder: params overrides. The sequence models read only the first 256 (128) pieces and get few
@@ -71,9 +72,11 @@ def run_encoder(name: str, cfg: TrainConfig, root: Path) -> dict:
     train, dev, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
-                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
+    load_statistics(model, stats)
     result = fit(model, train, dev, replace(FitSettings.from_config(cfg), progress_bar=False))
     test = pd.read_parquet(root / "data/split/source/test.parquet")
     start = time.perf_counter()
@@ -116,8 +119,9 @@ class EpochTimer(L.Callback):
 
 def plain_epoch(model: Classifier, batches: list, settings: FitSettings) -> float:
     """The ClassifierModule's training step by hand: same loss, metric tally, optimiser and schedule, same loader."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    params = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    opt = make_optimizer(params, settings.optimizer, settings.lr, settings.momentum, settings.weight_decay,
+                         model.sparse_parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(settings.schedule, 0, len(batches)))
     tally = torch.zeros(3)
     model.train()
@@ -154,9 +158,11 @@ def overhead(cfg: TrainConfig, root: Path, steps: int, repeats: int) -> dict:
                for s in range(0, min(len(order), steps * cfg.batch_size), cfg.batch_size)]
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
-                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, cfg.encoder_options())
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     initial = Classifier(config, vectors)
+    load_statistics(initial, stats)
     settings = replace(FitSettings.from_config(cfg), progress_bar=False)
     torch.use_deterministic_algorithms(True)  # as the Trainer sets it, for both
     plain, light, light_total = [], [], []
@@ -177,6 +183,48 @@ def overhead(cfg: TrainConfig, root: Path, steps: int, repeats: int) -> dict:
         "overhead_pct_of_best_runs": 100 * (min(light) / min(plain) - 1),
         "plain_runs_s": plain, "lightning_runs_s": light, "lightning_with_setup_runs_s": light_total,
     }
+
+
+def bag_vs_fasttext(cfg: TrainConfig, root: Path, repeats: int) -> dict:
+    """One training epoch of the n-gram bag (Lightning, as the stage runs it) against fastText supervised.
+
+    The same training documents, the same features as far as the two tools allow (fastText's word
+    n-grams up to ``word_ngrams`` hashed into ``buckets`` rows of the same dimension; ours add the
+    BPE pieces), one thread each (the stage's default), best of ``repeats``; docs/s of the epoch alone.
+    """
+    import tempfile
+
+    import fasttext
+
+    tok = Tokenizer.load(root / "models/tokenizer")
+    train, _, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
+    order = list(EpochShuffleSampler(len(train), cfg.seed))
+    batches = [collate([train[i] for i in order[s: s + cfg.batch_size]]) for s in range(0, len(order), cfg.batch_size)]
+    vectors = embeddings.load(root / "models/embeddings", tok.sha256)
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
+    config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
+                         cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
+    settings = replace(FitSettings.from_config(cfg), progress_bar=False)
+    texts = pd.read_parquet(root / "data/split/source/train.parquet")
+    lines = "".join(f"__label__{'_'.join(str(y).split())} {' '.join(str(t).split())}\n"
+                    for y, t in zip(texts["label"], texts["text"]))
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.txt"
+        path.write_text(lines, encoding="utf-8")
+        for _ in range(repeats):
+            seed_everything(cfg.seed)
+            model = Classifier(config, vectors)
+            load_statistics(model, stats)
+            ours.append(lightning_epoch(model, batches, settings)[0])
+            start = time.perf_counter()
+            fasttext.train_supervised(str(path), epoch=1, dim=vectors.shape[1], wordNgrams=max(1, cfg.bag.word_ngrams),
+                                      bucket=cfg.bag.buckets, thread=1, seed=0, verbose=0)
+            theirs.append(time.perf_counter() - start)
+    return {"docs": len(train), "buckets": cfg.bag.buckets, "word_ngrams": cfg.bag.word_ngrams,
+            "pooling": cfg.bag.pooling, "sparse": cfg.bag.sparse, "repeats": repeats,
+            "ours_docs_per_second": len(train) / min(ours), "fasttext_docs_per_second": len(train) / min(theirs),
+            "ours_epoch_s": min(ours), "fasttext_epoch_s": min(theirs), "ratio": min(theirs) / min(ours)}
 
 
 def markdown(results: dict) -> str:
@@ -205,6 +253,7 @@ def main() -> None:
     p.add_argument("--encoders", nargs="*", default=list(ENCODERS), choices=list(ENCODERS))
     p.add_argument("--overhead-steps", type=int, default=300, help="0 skips the overhead measurement")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--bag-vs-fasttext", action="store_true", help="time an epoch of the bag against fastText's")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 is steadier on a busy machine")
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/train.json")
     args = p.parse_args()
@@ -225,6 +274,11 @@ def main() -> None:
         results["overhead"] = {**overhead(train_config(args.params, {}), args.root, args.overhead_steps, args.repeats),
                                "machine": machine, "load_average_1min": [load, os.getloadavg()[0]]}
         print(json.dumps({"overhead": results["overhead"]}, indent=1), flush=True)
+    if args.bag_vs_fasttext:
+        # 1M buckets, as fastText's bigram models use (its default is 2M): the table size that dense updates cannot afford.
+        cfg = train_config(args.params, {"model": "bag", "bag": {"buckets": 1_000_000}})
+        results["bag_vs_fasttext"] = {**bag_vs_fasttext(cfg, args.root, args.repeats), "machine": machine}
+        print(json.dumps({"bag_vs_fasttext": results["bag_vs_fasttext"]}, indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))

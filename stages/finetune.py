@@ -66,6 +66,7 @@ def main() -> None:
                                           mlflow_module=mlflow if variant == PRETRAINED else None)
             scores = score(model, dev_score, labels)
             runs[variant] = {"best_epoch": result.best_epoch, "epochs_to_best": result.best_epoch + 1,
+                             "stopped_early": result.stopped_early,
                              "epochs_run": len(result.history), "frozen_groups_per_epoch": frozen,
                              "dev": {"loss": result.best["dev/loss"], **scores}}
             histories[variant] = result.history
@@ -106,6 +107,7 @@ def main() -> None:
         gain = {f"{v}.{key}": runs[PRETRAINED]["dev"][key] - runs[v]["dev"][key]
                 for v in runs if v != PRETRAINED for key in ("accuracy", "macro_f1")}
         metrics = {"best_epoch": final_result.best_epoch, "epochs_run": len(final_result.history),
+                   "stopped_early": final_result.stopped_early,
                    "dev": {"loss": final_result.best["dev/loss"], "accuracy": final_result.best["dev/accuracy"]},
                    "dev_score_docs": len(dev_score), "dev_stop_docs": len(dev_stop), "scratch_init": train_init,
                    "runs": runs, "transfer_gain": gain, "fewshot": {},

@@ -8,7 +8,7 @@ from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
 from reprotext.errors import ConfigError
 from reprotext.io import atomic_dir, write_json
-from reprotext.models import Classifier, ModelConfig, fit_statistics, save_model
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics, save_model
 from reprotext.pretraining import init_from_pretrained
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
@@ -37,22 +37,25 @@ def main() -> None:
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
         vectors = embeddings.load(args.embeddings, tok.sha256)
         seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
+        # A bag's word starts, IDF and counted n-gram table come from the tokenizer and the training text only.
+        options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train_ds))
         config = ModelConfig(model=cfg.model, vocab_size=tok.vocab_size, embedding_dim=vectors.shape[1],
                              labels=tuple(labels), hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, max_len=cfg.max_len,
                              tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,
-                             encoder=cfg.encoder_options())
+                             encoder=options)
         model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
         if cfg.init == "lm":  # the pretrained LM encoder's weights (for bag and cnn: the word2vec vectors above)
             if not args.pretrained:
                 raise ConfigError("train.init lm needs the pretrain stage's output: pass --pretrained models/pretrain")
             init_from_pretrained(model, args.pretrained, tok.sha256, cfg.embeddings == "pretrained")
-        fit_statistics(model, tok.pieces(), id_batches(train_ds))  # a bag's word starts and IDF; training text only
+        load_statistics(model, stats)
         result = fit(model, train_ds, dev_ds, FitSettings.from_config(cfg), mlflow, Path(args.resume_dir))
         if not lead:
             return
         n_params = sum(p.numel() for p in model.parameters())
         tables = [model.encoder.embedding.weight] + [m.weight for m in [getattr(model.encoder, "ngrams", None)] if m]
         metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
+                   "stopped_early": result.stopped_early,
                    "parameters": n_params, "parameters_without_embeddings": n_params - sum(t.numel() for t in tables),
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]}}
         with atomic_dir(args.out) as tmp:

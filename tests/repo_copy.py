@@ -19,7 +19,7 @@ TINY = {
     "tokenize": {"vocab_size": 600},
     "embed": {"dim": 16, "epochs": 1},
     "pretrain": {"max_tokens": 4096, "epochs": 2, "seq_len": 32, "dev_tokens": 1000, "negatives": 64},
-    "train": {"max_epochs": 2, "lr": 0.1},
+    "train": {"max_epochs": 2, "lr": 0.1, "bag": {"buckets": 20_000}},
     "finetune": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1, 5], "fewshot_seeds": [0, 1],
                  "dual_encoder": {"epochs": 1}},
 }
@@ -84,7 +84,9 @@ def run_stages(jobs: list[tuple[Path, list[str]]], timeout: int = 300) -> list[S
     """Run ``python -m stages.<args[0]> <args[1:]>`` in each directory, all at once, each on its own MLflow DB."""
     procs = []
     for cwd, args in jobs:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+        # This checkout's `stages` and `reprotext`, even where the venv's editable install points at another one.
+        path = os.pathsep.join([str(ROOT), str(ROOT / "src")])
+        env = {**os.environ, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
         env.pop("DVC_ROOT", None)
         procs.append(subprocess.Popen([sys.executable, "-m", f"stages.{args[0]}", *args[1:]], cwd=cwd, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from reprotext.errors import ArtifactError
-from reprotext.models import Classifier, ModelConfig, copy_statistics, load_model, save_model
-from reprotext.models.bag import BagEncoder, word_starts
+from reprotext.models import (Classifier, ModelConfig, copy_statistics, encoder_statistics, load_model,
+                              load_statistics, save_model)
+from reprotext.models.bag import BagEncoder, bag_statistics, word_starts
 from reprotext.models.ngrams import ngram_features, weighted_bags
 from reprotext.models.pooling import masked_mean
 from reprotext.training.optim import Composite, make_optimizer
@@ -25,6 +26,13 @@ WS = word_starts(PIECES)
 def bag(pooling="tfidf", piece_ngrams=1, word_ngrams=2, buckets=1000, sparse=True, dim=4) -> BagEncoder:
     torch.manual_seed(0)
     enc = BagEncoder(torch.nn.Embedding(V, dim, padding_idx=0), pooling, piece_ngrams, word_ngrams, buckets, sparse)
+    return enc
+
+
+def prepared(enc: BagEncoder, batches: list[torch.Tensor]) -> BagEncoder:
+    opts = {"pooling": enc.pooling, "piece_ngrams": enc.piece_ngrams, "word_ngrams": enc.word_ngrams,
+            "buckets": enc.buckets, "min_count": enc.min_count}
+    enc.load_statistics(bag_statistics(opts, PIECES, batches)[1])
     return enc
 
 
@@ -64,7 +72,7 @@ def test_tfidf_pooling_weights_are_scikit_learns():
     docs = [[6, 7, 7, 8], [11, 12, 6], [12, 12, 12, 7]]
     enc = bag("tfidf", word_ngrams=0, buckets=0)
     batches = [torch.tensor([d + [0] * (4 - len(d)) for d in docs])]
-    enc.fit_statistics(WS, batches)
+    prepared(enc, batches)
     f, w, d = weighted_bags(*enc.features(batches[0]), enc.idf)
     ours = torch.zeros(3, V).index_put_((d, f), w).numpy()
     vec = TfidfVectorizer(sublinear_tf=True, token_pattern=r"\S+", vocabulary=[str(i) for i in range(V)])
@@ -85,8 +93,7 @@ def test_unweighted_poolings_over_pieces_match_the_plain_reductions(pooling):
 
 
 def test_attention_pooling_learns_its_weights():
-    enc = bag("attention", word_ngrams=1, buckets=100)
-    enc.fit_statistics(WS, [])
+    enc = prepared(bag("attention", word_ngrams=1, buckets=100), [])
     ids = torch.tensor([[6, 7, 8]])
     with torch.no_grad():
         enc.query.copy_(enc.embedding.weight[7] * 50)  # attend to "york"
@@ -95,13 +102,12 @@ def test_attention_pooling_learns_its_weights():
 
 
 def test_a_bag_without_statistics_refuses_to_run():
-    with pytest.raises(ArtifactError, match="fit_statistics"):
+    with pytest.raises(ArtifactError, match="load_statistics"):
         bag("tfidf")(torch.tensor([[6, 7]]))
 
 
 def test_sparse_step_touches_only_the_rows_in_the_batch():
-    enc = bag("tfidf", word_ngrams=2, buckets=50)
-    enc.fit_statistics(WS, [torch.tensor([[6, 7, 8], [11, 12, 0]])])
+    enc = prepared(bag("tfidf", word_ngrams=2, buckets=50), [torch.tensor([[6, 7, 8], [11, 12, 0]])])
     head = torch.nn.Linear(4, 2)
     with torch.no_grad():
         enc.ngrams.weight.normal_()
@@ -129,7 +135,7 @@ def test_composite_optimizer_schedules_and_saves_both_parts():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
     assert [g["lr"] for g in opt.param_groups] == [0.05, 0.025]
     assert [g["lr"] for o in opt.optimizers for g in o.param_groups] == [0.05, 0.025]
-    enc.fit_statistics(WS, [torch.tensor([[6, 7]])])
+    prepared(enc, [torch.tensor([[6, 7]])])
     F.cross_entropy(head(enc(torch.tensor([[6, 7]]))), torch.tensor([0])).backward()
     opt.step()
     sched.step()
@@ -140,10 +146,12 @@ def test_composite_optimizer_schedules_and_saves_both_parts():
 
 
 def test_saved_bag_keeps_its_statistics_and_predictions(tmp_path):
-    config = ModelConfig("bag", V, 4, ("a", "b"), encoder={"pooling": "tfidf", "word_ngrams": 2, "buckets": 64,
-                                                             "sparse": True})
+    options, stats = encoder_statistics("bag", {"pooling": "tfidf", "word_ngrams": 2, "min_count": 1, "sparse": True},
+                                        PIECES, [torch.tensor([[6, 7, 8], [12, 11, 0]])])
+    assert options["rows"] == 5 + 3  # words new york is big the (5) and bigrams new-york, york-is, the-big (3)
+    config = ModelConfig("bag", V, 4, ("a", "b"), encoder=options)
     model = Classifier(config)
-    model.encoder.fit_statistics(WS, [torch.tensor([[6, 7, 8], [12, 11, 0]])])
+    load_statistics(model, stats)
     with torch.no_grad():
         model.encoder.ngrams.weight.normal_()
     ids = torch.tensor([[6, 7, 8, 11]])
@@ -157,7 +165,6 @@ def test_saved_bag_keeps_its_statistics_and_predictions(tmp_path):
 
 def test_lightning_fits_the_sparse_ngram_bag_and_resumes(corpus, tokenizer, tmp_path):
     """The default bag (tfidf, word bigrams, sparse tables) through the real fit loop, with a resume checkpoint."""
-    from reprotext.models import fit_statistics
     from reprotext.tokenizer import TokenArray
     from reprotext.training import FitSettings, TokenDataset, encode_labels, fit, seed_everything
     from reprotext.training.data import id_batches
@@ -170,12 +177,27 @@ def test_lightning_fits_the_sparse_ngram_bag_and_resumes(corpus, tokenizer, tmp_
     train = TokenDataset(TokenArray(arr.ids, arr.offsets[: cut + 1]), y[:cut], 64)
     dev = TokenDataset(TokenArray(arr.ids, arr.offsets[cut:]), y[cut:], 64)
     seed_everything(0)
-    model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known),
-                                   encoder={"pooling": "tfidf", "word_ngrams": 2, "buckets": 10_000, "sparse": True}))
-    fit_statistics(model, tokenizer.pieces(), id_batches(train))
+    options, stats = encoder_statistics("bag", {"pooling": "tfidf", "word_ngrams": 2, "min_count": 2, "sparse": True},
+                                        tokenizer.pieces(), id_batches(train))
+    model = Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known), encoder=options))
+    load_statistics(model, stats)
     assert model.encoder.idf[: tokenizer.vocab_size].max() > 1  # counted, not the initial ones
     settings = FitSettings(lr=0.05, weight_decay=0.01, batch_size=16, max_epochs=6, patience=3, seed=0,
                            progress_bar=False)
     result = fit(model, train, dev, settings, resume_dir=tmp_path / "resume")
     assert result.best["dev/accuracy"] > 0.9
     assert not (tmp_path / "resume").exists()  # removed after a successful run
+
+
+def test_counted_vocabulary_keeps_frequent_ngrams_exactly_and_drops_the_rare():
+    docs = [torch.tensor([[6, 7, 8, 0]]), torch.tensor([[6, 7, 11, 12]])]  # "new york" twice, the rest once
+    options, stats = bag_statistics({"pooling": "tfidf", "word_ngrams": 2, "min_count": 2}, PIECES, docs)
+    assert options["rows"] == 3  # new, york, new york
+    enc = BagEncoder(torch.nn.Embedding(V, 4), **options)
+    enc.load_statistics(stats)
+    feats, mask = enc.features(torch.tensor([[6, 7, 8, 12]]))
+    rows = sorted(feats[mask].tolist())
+    assert [r for r in rows if r < V] == [6, 7, 8, 12]  # every piece stays
+    assert [r - V for r in rows if r >= V] == [0, 1, 2]  # only the counted n-grams, each its own row
+    # IDF: "new" in 2 of 2 documents, "big" (a piece) in 1
+    assert stats["idf"][6].item() == pytest.approx(1.0) and stats["idf"][11].item() > 1.0

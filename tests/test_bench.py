@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
+NAMES = {"20ng": "20 Newsgroups", "r8": "R8", "imdb": "IMDb"}
+PEERS = ("TF-IDF + LR (sklearn)", "TF-IDF + linear SVM (sklearn LinearSVC)",
+         "TF-IDF word + char 2-5 grams + linear SVM (sklearn LinearSVC)", "TF-IDF + Complement NB (sklearn)")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -46,12 +49,18 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert 0 <= _number(ours[0]["test_accuracy"]) <= 100
         assert 0 <= _number(ours[0]["test_macro_f1"]) <= 1
         assert _number(ours[0]["wall_seconds"]) > 0
-        tfidf = [r for r in accuracy if r["dataset"] == dataset and r["system"].startswith("TF-IDF + LR (sklearn)")]
-        assert len(tfidf) == 1 and 0 <= _number(tfidf[0]["test_accuracy"]) <= 100
+        for peer in PEERS:  # each scored on test, with the setting it chose on dev
+            rows = [r for r in accuracy if r["dataset"] == dataset and r["system"] == peer]
+            assert len(rows) == 1, (dataset, peer, accuracy)
+            assert 0 <= _number(rows[0]["test_accuracy"]) <= 100 and 0 <= _number(rows[0]["test_macro_f1"]) <= 1
+            assert 0 <= _number(rows[0]["dev_accuracy"]) <= 100 and _number(rows[0]["wall_seconds"]) > 0
+            assert rows[0]["config"].startswith(("C=", "alpha=")), rows[0]
+            assert f"| {NAMES[dataset]} | {peer} | peer (this run) | {float(rows[0]['test_accuracy']):.2f} |" in md
         ft = [r for r in accuracy if r["dataset"] == dataset and r["system"].startswith("fastText supervised")]
         assert len(ft) == 1 and (ft[0]["test_accuracy"] or ft[0]["note"])  # a number, or why not
         assert any(r["kind"] == "published" for r in accuracy if r["dataset"] == dataset)
     assert "| 20 Newsgroups | reprotext (ours) | ours |" in md
+    assert "- 20 Newsgroups: ours " in md and "the strongest peer of this run" in md
     assert "chosen on 20 Newsgroups dev accuracy" in md
     if (DATASETS / "imdb").is_dir():  # smoke gives IMDb a candidate of its own, chosen on IMDb dev
         assert set(meta["choice"]["imdb"]["candidates"]) == {meta["choice"]["20ng"]["chosen"], "cnn"}, meta["choice"]
@@ -91,3 +100,33 @@ def test_fasttext_peer_trains_on_shuffled_lines(tmp_path: Path, monkeypatch) -> 
     assert sorted(order) == sorted(f"__label__{y}" for y in grouped["label"])
     assert sum(a != b for a, b in zip(order, order[1:])) > 10, order  # grouped would change label twice
     assert result["dev_accuracy"] == 1.0
+
+
+def test_each_tfidf_peer_vectorises_once_and_chooses_on_dev(monkeypatch) -> None:
+    """Every TF-IDF peer fits its vectorizer once (word + char n-grams take minutes on 20NG) and one model per value."""
+    pd = pytest.importorskip("pandas")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import run as bench_run
+
+    words = {"sport": "goal match team score coach", "money": "bank price market loan stock",
+             "space": "orbit rocket moon star launch"}
+    texts = [f"{ws.split()[i % 5]} {ws.split()[(i + 2) % 5]} the of {i}" for ws in words.values() for i in range(30)]
+    frame = pd.DataFrame({"text": texts, "label": [label for label in words for _ in range(30)]})
+    splits = {"train": frame.iloc[::2], "dev": frame.iloc[1::4], "test": frame.iloc[3::4]}
+    peers = bench_run.linear_peers(bench_run.smoke_mode(1))
+    assert set(peers) == set(PEERS)
+    for name, (vectorizer, classifier, param, values) in peers.items():
+        made = {"vectorizers": 0, "classifiers": []}
+
+        def counted_vectorizer(make=vectorizer):
+            made["vectorizers"] += 1
+            return make()
+
+        def counted_classifier(make=classifier, **kw):
+            made["classifiers"].append(kw[param])
+            return make(**kw)
+
+        r = bench_run.vectorized_peer(splits, counted_vectorizer, counted_classifier, param, values)
+        assert made == {"vectorizers": 1, "classifiers": list(values)}, name
+        assert r["dev_accuracy"] == 1.0 and r["test_accuracy"] == 1.0 and 0 < r["test_macro_f1"] <= 1, (name, r)
+        assert r["config"].startswith(f"{param}={values[0]:g} (of "), r  # the first of equally good values

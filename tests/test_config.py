@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprotext.config import SECTIONS, SplitConfig, TrainConfig, load_section, parse_section, read_params
+from reprotext.config import (SECTIONS, PrepareConfig, SplitConfig, TrainConfig, load_section, parse_section,
+                              read_params)
 from reprotext.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +66,11 @@ def test_load_section_reads_only_that_section(tmp_path):
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         read_params(tmp_path / "nope.yaml")
+
+
+def test_load_section_checks_every_section(tmp_path):
+    """A stage loads its own section only after the whole file passed: a bad train value stops prepare."""
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare:\n  max_docs: 10\ntrain:\n  dropout: 1.5\n")
+    with pytest.raises(ConfigError, match=r"train.dropout = 1.5"):
+        load_section("prepare", PrepareConfig, path)

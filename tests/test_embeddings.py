@@ -1,3 +1,7 @@
+import io
+import logging
+import sys
+
 import numpy as np
 import pytest
 from gensim.models import Word2Vec
@@ -150,3 +154,21 @@ def test_save_load_checks_the_tokenizer(result, tmp_path):
     np.testing.assert_array_equal(embeddings.load(tmp_path, "sha-a"), result.vectors)
     with pytest.raises(ArtifactError, match="aligned to tokenizer sha-a"):
         embeddings.load(tmp_path, "sha-b")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_log(piece_corpus, capfd, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="reprotext.embeddings")
+    train_embeddings(piece_corpus, CFG, progress=True)  # pytest captures stderr: no terminal, as in a log or CI
+    assert "word2vec" not in capfd.readouterr().err
+    lines = [r.getMessage() for r in caplog.records if r.name == "reprotext.embeddings"]
+    assert [line.split(":")[0] for line in lines] == [f"word2vec epoch {i}/3" for i in (1, 2, 3)]
+    caplog.clear()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train_embeddings(piece_corpus, CFG, progress=True)
+    assert "word2vec" in terminal.getvalue() and not [r for r in caplog.records if r.name == "reprotext.embeddings"]

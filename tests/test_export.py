@@ -1,6 +1,10 @@
 """The pyfunc model: save, load, predict, bad input, the champion alias."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -79,3 +83,18 @@ def test_the_champion_alias_moves_only_on_improvement(saved, tokenizer, tmp_path
 def test_loading_a_missing_model_names_it(tmp_path):
     with pytest.raises(ReprotextError, match="cannot load model"):
         export.load(str(tmp_path / "nothing"))
+
+
+def test_predict_from_the_cli_warns_of_nothing(saved, tmp_path):
+    """`reprotext predict` in a fresh process, every warning shown: no "Add type hints" from MLflow, no bar in a log."""
+    _, root = saved
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    pd.DataFrame({"text": ["rocket orbit", "goal"]}).to_csv(src, index=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # this checkout's reprotext
+    proc = subprocess.run([sys.executable, "-W", "always", "-m", "reprotext.cli", "predict", "--model",
+                           str(root / "pyfunc"), "--input", str(src), "--output", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert pd.read_csv(out)["label"].isin(LABELS).all()
+    assert "type hint" not in proc.stderr, proc.stderr[-2000:]
+    assert "doc/s" not in proc.stderr, proc.stderr[-2000:]  # no progress bar on a pipe (a log, CI)

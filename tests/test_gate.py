@@ -62,7 +62,7 @@ def test_retrain_script_gates_worse_and_passes_better(tmp_path):
     baseline = {"max_epochs": 4, "lr": 0.03}
     repo = copy_repo(tmp_path / "repo", {
         "prepare": {"max_docs": 400}, "tokenize": {"vocab_size": 600}, "embed": {"dim": 16, "epochs": 1},
-        "train": baseline, "finetune": baseline})
+        "train": {**baseline, "bag": {"buckets": 20_000}}, "finetune": baseline})
     remote = tmp_path / "remote"
     sh(["dvc", "remote", "add", "-d", "local", str(remote)], repo)
     script = str(repo / ".github/scripts/retrain.sh")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -245,3 +246,21 @@ def test_bad_input_fails_with_one_clear_line_and_writes_nothing(bad, case):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and BAD[case][4] in last, last
     assert _outputs(run.cwd) == before
+
+
+def test_a_bad_value_in_a_later_section_stops_prepare(tmp_path, template_db):
+    """The whole params.yaml is checked by the first stage that runs: a bad train value stops prepare, in seconds."""
+    (tmp_path / "good.csv").write_bytes(_csv(GOOD_ROWS))
+    good = str(tmp_path / "good.csv")
+    cwd = _workdir(tmp_path, "w", template_db, {"source": good, "target": good})
+    params = yaml.safe_load((cwd / "params.yaml").read_text(encoding="utf-8"))
+    params["train"]["dropout"] = 1.5
+    (cwd / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    start = time.perf_counter()
+    (run,) = _run_all("prepare", [cwd])
+    assert run.returncode == 2, run.stderr[-2000:]  # with a good train section these files prepare fine
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: params.yaml: train.dropout = 1.5: "), lines[-1]
+    assert not _outputs(cwd)
+    assert time.perf_counter() - start < 60  # checked before any data is read

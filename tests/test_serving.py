@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from repo_copy import sh
 from servers import free_port, serve
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict]:
@@ -24,15 +26,33 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
+def readme_serve_command() -> str:
+    """The README's `mlflow models serve` command, its continued lines joined."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    end = next(i for i, line in enumerate(lines) if "mlflow models serve -m" in line)
+    start = end
+    while start > 0 and lines[start - 1].endswith("\\"):
+        start -= 1
+    return " ".join(line.rstrip("\\").strip() for line in lines[start:end + 1])
+
+
 @pytest.fixture(scope="module")
 def server(pipeline: Path, tmp_path_factory):
+    """The README's command as a user runs it: in the repository, `.venv` there, the venv not on the PATH."""
     port = free_port()
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    command = readme_serve_command()
+    assert " -p 5001" in command, command
+    venv = pipeline / ".venv"
+    venv.symlink_to(sys.prefix, target_is_directory=True)
+    bin_dir = Path(sys.executable).parent.resolve()
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p).resolve() != bin_dir)
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with serve([mlflow_bin, "models", "serve", "-m", "models:/reprotext@champion", "--env-manager", "local",
-                "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/ping", pipeline, log,
-               extra_env={"MLFLOW_TRACKING_URI": f"sqlite:///{pipeline}/mlflow.db"}):
-        yield f"http://127.0.0.1:{port}/invocations"
+    try:
+        with serve(["bash", "-c", command.replace(" -p 5001", f" -p {port}")], f"http://127.0.0.1:{port}/ping",
+                   pipeline, log, extra_env={"PATH": path}):
+            yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        venv.unlink()
 
 
 def _labels(pipeline: Path) -> list[str]:

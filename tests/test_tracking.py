@@ -1,7 +1,7 @@
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from reprotext.tracking import EXPERIMENT, flatten, project_root, stage_run, tracking_uri
+from reprotext.tracking import EXPERIMENT, flatten, project_root, stage_run, tracking_uri, ui_url
 
 
 def test_uri_defaults_to_sqlite_at_the_root_and_env_overrides(tmp_path, monkeypatch):
@@ -152,3 +152,18 @@ def test_an_unreachable_server_fails_fast_naming_the_uri(tmp_path, monkeypatch):
         with stage_run("train", {}):
             pass
     assert time.monotonic() - start < 15 and "hunter2" not in str(err.value)
+
+
+def test_the_ui_opens_on_the_training_runs(tmp_path, monkeypatch):
+    """MLflow 3.17's UI shows an experiment as GenAI unless told: the experiment says what it holds, the URL the mode."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert ui_url("http://h:1", uri) == "http://h:1/#/experiments?workflowType=machine_learning"
+    with stage_run("train", {}):
+        pass
+    exp = MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert ui_url("http://h:1", uri) == f"http://h:1/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"

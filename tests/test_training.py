@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torch
 from ddp_fit import word_task
 from reprotext.config import TrainConfig, parse_section
 from reprotext.errors import ConfigError, DataError
-from reprotext.models import Classifier, ModelConfig, fit_statistics
+from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_statistics
 from reprotext.tokenizer import PAD, TokenArray
 from reprotext.training import (ClassifierModule, FitSettings, TokenDataset, collate, encode_labels, fit,
                                 seed_everything)
@@ -77,6 +78,7 @@ def test_early_stopping_restores_the_best_epoch():
     result = fit(model, noisy, dev, _settings(batch_size=4, max_epochs=40, patience=3))
     losses = [row["dev/loss"] for row in result.history]
     assert len(losses) == result.best_epoch + 4, "early stopping did not fire after patience epochs"
+    assert result.stopped_early
     assert result.best_epoch == int(np.argmin(losses))
     assert result.history[-1]["train/loss"] < result.best["train/loss"]  # it went on fitting the noise
     # The returned model carries the best epoch's weights, not the last epoch's.
@@ -84,6 +86,14 @@ def test_early_stopping_restores_the_best_epoch():
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model.eval()(ids), y).item()
     assert loss == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_a_run_cut_by_max_epochs_is_reported_as_not_converged(caplog):
+    train, dev, known, vocab = word_task()
+    with caplog.at_level("WARNING", logger="reprotext.training.fit"):
+        result = fit(_bag(vocab, known), train, dev, _settings(lr=1e-3, max_epochs=2, patience=3))
+    assert not result.stopped_early and result.best_epoch == 1
+    assert "had not converged" in caplog.text
 
 
 def test_min_delta_and_an_accuracy_monitor():
@@ -213,12 +223,14 @@ class Killed(Exception):
 
 
 # The default bag of params.yaml: tfidf pooling, word bigrams, sparse tables (two optimisers in one to resume).
-SPARSE_BAG = {"pooling": "tfidf", "word_ngrams": 2, "buckets": 5000, "sparse": True}
+SPARSE_BAG = {"pooling": "tfidf", "word_ngrams": 2, "min_count": 2, "sparse": True}
 
 
 def _bag_with_statistics(vocab: int, known, train: TokenDataset, encoder: dict, **overrides) -> Classifier:
-    model = _bag(vocab, known, encoder=encoder, **overrides)
-    fit_statistics(model, ["<s>"] * 6 + [f"\u2581w{i}" for i in range(vocab - 6)], id_batches(train))
+    pieces = ["<s>"] * 6 + [f"\u2581w{i}" for i in range(vocab - 6)]
+    options, stats = encoder_statistics("bag", encoder, pieces, id_batches(train))
+    model = _bag(vocab, known, encoder=options, **overrides)
+    load_statistics(model, stats)
     return model
 
 
@@ -302,3 +314,24 @@ def test_train_config_checks_combinations():
         with pytest.raises(ConfigError, match=message):
             parse_section("train", values)
     assert parse_section("train", {"model": "transformer", "max_len": 512}).encoder_options()["max_positions"] == 512
+
+
+def test_no_progress_bar_where_stdout_is_no_terminal_but_a_line_per_epoch(corpus, tokenizer, capfd, caplog):
+    """Lightning's bar redraws every step; in a log (pytest's captured stdout) one line per epoch instead."""
+    train, dev, known = _task(corpus, tokenizer)
+    caplog.set_level(logging.INFO, logger="reprotext.training.callbacks")
+    fit(Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known))), train, dev,
+        _settings(max_epochs=2, progress_bar=True))
+    out = capfd.readouterr()
+    assert "Epoch 0" not in out.out + out.err
+    lines = [r.getMessage() for r in caplog.records if r.name == "reprotext.training.callbacks"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"] and "dev/accuracy" in lines[-1]
+
+
+def test_fit_is_quiet_about_lightnings_advert_and_its_own_deprecations(corpus, tokenizer, caplog, recwarn):
+    train, dev, known = _task(corpus, tokenizer)
+    caplog.set_level(logging.INFO)
+    fit(Classifier(ModelConfig("bag", tokenizer.vocab_size, 16, tuple(known))), train, dev, _settings(max_epochs=1))
+    assert any(r.name.startswith("lightning") for r in caplog.records)  # Lightning's other info still comes through
+    assert not [r.getMessage() for r in caplog.records if "litlogger" in r.getMessage()]
+    assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]

@@ -83,7 +83,7 @@ def _predict(args: argparse.Namespace) -> None:
     texts = frame[args.text_column].fillna("").astype(str).tolist()
     model = export.load(args.model)
     parts = []
-    with tqdm(total=len(texts), desc="predict", unit="doc") as bar:
+    with tqdm(total=len(texts), desc="predict", unit="doc", disable=None) as bar:  # None: no bar in a log
         for start in range(0, len(texts), args.batch_size):
             chunk = texts[start:start + args.batch_size]
             parts.append(model.predict(pd.DataFrame({"text": chunk})))

@@ -1,8 +1,8 @@
 """params.yaml -> one typed, validated config per stage.
 
-Every stage reads only its own section. Unknown keys are errors (a typo must not
-silently fall back to a default), and every value is range-checked here, before
-any work starts.
+Every stage reads only its own section but validates them all, so a bad value anywhere stops the
+first stage that runs. Unknown keys are errors (a typo must not silently fall back to a default),
+and every value is range-checked here, before any work starts.
 """
 from __future__ import annotations
 
@@ -176,14 +176,15 @@ class BagOptions(_Section):
     pooling: Literal["mean", "max", "tfidf", "attention"] = "tfidf"
     piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
     word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
-    buckets: int = Field(1_000_000, ge=0)  # hash table of the n-gram features
+    buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features (min_count 0)
+    min_count: int = Field(0, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
 
     @model_validator(mode="after")
     def _hashable(self) -> "BagOptions":
-        if (self.piece_ngrams > 1 or self.word_ngrams > 0) and self.buckets < 1:
+        if (self.piece_ngrams > 1 or self.word_ngrams > 0) and self.buckets < 1 and self.min_count < 1:
             raise ValueError(f"piece_ngrams {self.piece_ngrams} / word_ngrams {self.word_ngrams} need "
-                             "train.bag.buckets > 0 to hash the n-grams into")
+                             "train.bag.buckets > 0 to hash the n-grams into, or train.bag.min_count >= 1")
         return self
 
 
@@ -410,10 +411,19 @@ def parse_section(name: str, values: dict | None, where: str = "params.yaml") ->
         raise ConfigError(f"{where}: {loc} = {err.get('input')!r}: {msg}") from exc
 
 
+def parse_all(params: dict, where: str = "params.yaml") -> dict[str, _Section]:
+    """Validate every section of ``params`` (in pipeline order), so a bad value anywhere stops the first stage."""
+    return {name: parse_section(name, params.get(name), where) for name in SECTIONS}
+
+
 def load_section(name: str, cls: type[S], path: str | Path = "params.yaml") -> S:
-    """Load and validate one stage's section of params.yaml."""
-    params = read_params(path)
-    config = parse_section(name, params.get(name), where=str(path))
+    """Load one stage's section of params.yaml, after validating the whole file.
+
+    Every section is checked, not only ``name``'s: a bad ``train.dropout`` stops the first stage that runs,
+    in seconds, rather than the train stage after prepare..embed did their work. What a stage *reads* (and so
+    what DVC re-runs it for) is still its own section only.
+    """
+    config = parse_all(read_params(path), where=str(path))[name]
     assert isinstance(config, cls)
     return config
 

@@ -40,6 +40,7 @@ from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models import Classifier, ModelConfig
 from reprotext.tokenizer import TokenArray
 from reprotext.training.data import collate
+from reprotext.training.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 CONFIG_FILE, WEIGHTS_FILE = "encoder.json", "encoder.pt"
@@ -105,8 +106,9 @@ def train_dual_encoder(encoder: nn.Module, query_docs: TokenArray, doc_docs: Tok
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
+    sparse = encoder.sparse_parameters() if hasattr(encoder, "sparse_parameters") else []  # a bag's sparse tables
+    optimizer = make_optimizer([{"params": [p for p in encoder.parameters() if p.requires_grad]}], "adamw", lr, 0.0,
+                               weight_decay, sparse)
     history: list[dict[str, float]] = []
     best_epoch, best_score, best_state = 0, -np.inf, None
     if select is not None:

@@ -6,6 +6,7 @@ and those vectors initialise the classifier's embedding layer
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +20,8 @@ from reprotext.config import EmbedConfig
 from reprotext.errors import ArtifactError, DataError
 from reprotext.io import FORMAT_VERSION, read_json, write_json
 from reprotext.tokenizer import PAD, TokenArray, Tokenizer
+
+log = logging.getLogger(__name__)
 
 VECTORS_FILE, META_FILE = "vectors.npy", "meta.json"
 # gensim truncates sentences longer than this (its MAX_WORDS_IN_BATCH); longer
@@ -111,12 +114,17 @@ class _LossMeter:
 
 
 def train_embeddings(corpus: PieceCorpus, cfg: EmbedConfig, progress: bool = True) -> EmbedResult:
-    """Train word2vec on ``corpus`` and align its vectors to the tokenizer ids."""
+    """Train word2vec on ``corpus`` and align its vectors to the tokenizer ids.
+
+    With ``progress``, a bar on a terminal; where stderr is no terminal (a log, CI) one log line per epoch
+    instead, not the bar's thousands of updates.
+    """
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
     from gensim.models.word2vec import MAX_WORDS_IN_BATCH  # words per gensim job (its batch_words default)
 
-    bar = tqdm(total=corpus.n_tokens() * cfg.epochs, desc="word2vec", unit="tok", unit_scale=True, disable=not progress)
+    bar = tqdm(total=corpus.n_tokens() * cfg.epochs, desc="word2vec", unit="tok", unit_scale=True,
+               disable=None if progress else True)  # None: off where stderr is no terminal
     meter = _LossMeter(LOSS_EVERY if corpus.n_tokens() >= LOSS_SAMPLE_MIN_JOBS * MAX_WORDS_IN_BATCH else 1)
 
     class _Word2Vec(Word2Vec):
@@ -139,7 +147,10 @@ def train_embeddings(corpus: PieceCorpus, cfg: EmbedConfig, progress: bool = Tru
 
     class _EpochEnd(CallbackAny2Vec):
         def on_epoch_end(self, model) -> None:
-            bar.set_postfix(loss=f"{meter.end_epoch():.4g}")
+            loss = meter.end_epoch()
+            bar.set_postfix(loss=f"{loss:.4g}")
+            if progress and bar.disable:
+                log.info("word2vec epoch %d/%d: loss %.4g per token", len(meter.epochs), cfg.epochs, loss)
 
     model = _Word2Vec(
         vector_size=cfg.dim, window=cfg.window, negative=cfg.negative, hs=0,

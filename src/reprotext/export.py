@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,9 @@ class ReprotextPyfunc(_mlflow_pyfunc().PythonModel):
         self.model, _ = load_model(context.artifacts["model"], self.tokenizer.sha256)
         self.labels = list(self.model.config.labels)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # The input hint is a DataFrame: MLflow then validates input by the logged signature (a `text` column), and
+    # with no hint it warns on every load. A list[str] hint would replace that signature and its request format.
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from reprotext.data.normalize import normalize_texts
         from reprotext.evaluation import predict_proba
 
@@ -175,10 +176,7 @@ def log_and_register(model_dir: Path, tokenizer_model: Path, labels: Sequence[st
 def load(uri: str):
     """An MLflow pyfunc model from a path or a models:/ URI, with a clear error when it is not one."""
     try:
-        with warnings.catch_warnings():
-            # MLflow suggests type hints on predict(); the signature already validates the input.
-            warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-            return _mlflow_pyfunc().load_model(uri)
+        return _mlflow_pyfunc().load_model(uri)
     except Exception as exc:  # MLflow raises many types for a bad URI, a missing or broken model
         raise ReprotextError(f"cannot load model {uri!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); "
                              "pass a directory like models/export/source or a URI like models:/reprotext@champion") from exc

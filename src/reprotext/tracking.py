@@ -31,6 +31,9 @@ import yaml
 from reprotext.errors import ReprotextError
 
 EXPERIMENT = "reprotext"
+# What the experiment holds, for MLflow's UI: model training runs, not GenAI traces. MLflow 3.17's UI itself follows
+# its "workflowType" (a URL parameter, else the browser's last choice, first "genai"): ui_url() sets that too.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # `local`: when the tracking server does not answer, log to the repository's sqlite store instead of failing.
 FALLBACK_ENV = "REPROTEXT_TRACKING_FALLBACK"
 log = logging.getLogger(__name__)
@@ -71,6 +74,23 @@ def tracking_uri(workspace: Path | None = None) -> str:
     if uri:
         return uri
     return f"sqlite:///{store_root(workspace or project_root()) / 'mlflow.db'}"
+
+
+def ui_url(base: str, uri: str) -> str:
+    """The MLflow UI at ``base`` (``http://host:port``) on the pipeline's training runs, for the store at ``uri``.
+
+    MLflow 3.17's UI opens an experiment as GenAI (its overview of traces) unless the URL says
+    ``workflowType=machine_learning``; without the experiment yet, the experiments list in that mode.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    base, mode = base.rstrip("/"), "?workflowType=machine_learning"
+    try:
+        exp = MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
+    except MlflowException:  # a store that does not answer: the experiments list, in the same mode
+        exp = None
+    return f"{base}/#/experiments/{exp.experiment_id}/runs{mode}" if exp else f"{base}/#/experiments{mode}"
 
 
 def redact(uri: str) -> str:
@@ -200,7 +220,10 @@ class Tracker:
             raise ReprotextError(f"MLflow tracking store {redact(self.uri)} is not usable ({exc.__class__.__name__}: "
                                  f"{redact(str(exc).splitlines()[0][:200]) if str(exc) else ''}); fix MLFLOW_TRACKING_URI or unset it") from exc
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            EXPERIMENT, artifact_location=(store_root(root) / "mlartifacts").as_uri())
+            EXPERIMENT, artifact_location=(store_root(root) / "mlartifacts").as_uri(), tags=EXPERIMENT_KIND)
+        if exp and not EXPERIMENT_KIND.items() <= exp.tags.items():  # a store made before the tag
+            for key, value in EXPERIMENT_KIND.items():
+                self.client.set_experiment_tag(self.experiment_id, key, value)
         self.commit, self.dirty = git_commit(root)
         self.key = pipeline_key(root, self.commit)
 

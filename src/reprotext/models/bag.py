@@ -8,7 +8,7 @@ n-grams and words / word n-grams rebuilt from the pieces, all hashed into one bu
 Pooling:
 - ``mean`` / ``max`` over every feature occurrence (the classic bag);
 - ``tfidf``: each distinct feature weighted (1 + log tf) * idf, the document L2-normalised,
-  the IDF counted over the training documents (``fit_statistics``): the weighting that makes
+  the IDF counted over the training documents (``bag_statistics``): the weighting that makes
   TF-IDF + a linear model hard to beat, learned end to end over dense vectors;
 - ``attention``: a learned softmax over the document's distinct features (Yang et al. 2016's
   attention pooling, without the recurrent layer), for a bag that chooses its own weights.
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprotext.errors import ArtifactError
-from reprotext.models.ngrams import document_frequency, ngram_features, smooth_idf, weighted_bags
+from reprotext.models.ngrams import count_ngrams, document_frequency, ngram_features, smooth_idf, weighted_bags
 from reprotext.models.pooling import masked_max, masked_mean
 from reprotext.tokenizer import PAD
 
@@ -37,56 +37,62 @@ class BagEncoder(nn.Module):
     """Pooled piece and hashed n-gram embeddings; ids (B, T) -> (B, D), D the embedding dim."""
 
     def __init__(self, embedding: nn.Embedding, pooling: str = "mean", piece_ngrams: int = 1, word_ngrams: int = 0,
-                 buckets: int = 0, sparse: bool = False):
+                 buckets: int = 0, sparse: bool = False, min_count: int = 0, rows: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"bag pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        if (piece_ngrams > 1 or word_ngrams > 0) and buckets < 1:
+        if (piece_ngrams > 1 or word_ngrams > 0) and buckets < 1 and min_count < 1:
             raise ValueError(f"piece_ngrams {piece_ngrams} / word_ngrams {word_ngrams} need buckets > 0 "
-                             "to hash the n-grams into")
+                             "to hash the n-grams into, or min_count >= 1 for a counted vocabulary")
         self.embedding = embedding
         self.pooling, self.sparse = pooling, sparse
         self.piece_ngrams, self.word_ngrams = piece_ngrams, word_ngrams
         self.out_dim = embedding.embedding_dim
         vocab = embedding.num_embeddings
-        self.hashed = buckets > 0 and (piece_ngrams > 1 or word_ngrams > 0)
+        grams = piece_ngrams > 1 or word_ngrams > 0
+        # Counted (min_count >= 1): one row per n-gram of the training text's vocabulary (``rows`` of them, set
+        # from bag_statistics), no collisions, the rarer ones dropped. Hashed: ``buckets`` rows shared by all.
+        self.counted = grams and min_count >= 1
+        self.hashed = grams and not self.counted and buckets > 0
         self.buckets = buckets if self.hashed else 0
+        self.min_count = min_count
+        n_rows = rows if self.counted else self.buckets
         self.ngrams: nn.Embedding | None = None
-        if self.hashed:
+        if self.hashed or self.counted:
             # Zero-initialised: training starts from the plain piece bag and learns what the n-grams add.
-            self.ngrams = nn.Embedding(self.buckets, self.out_dim, sparse=sparse)
+            self.ngrams = nn.Embedding(max(n_rows, 1), self.out_dim, sparse=sparse)
             nn.init.zeros_(self.ngrams.weight)
         if pooling == "attention":
             self.query = nn.Parameter(torch.zeros(self.out_dim))  # zeros: attention starts as the plain mean
         # Statistics of the tokenizer and the training text, not learned; saved with the weights.
         self.register_buffer("word_start", torch.zeros(vocab, dtype=torch.bool))
-        self.register_buffer("idf", torch.ones(vocab + self.buckets) if pooling == "tfidf" else torch.ones(0))
+        self.register_buffer("keys", torch.zeros(rows if self.counted else 0, dtype=torch.long))
+        self.register_buffer("idf", torch.ones(vocab + n_rows) if pooling == "tfidf" else torch.ones(0))
         self.register_buffer("prepared", torch.tensor(not self.needs_statistics))
 
     @property
     def needs_statistics(self) -> bool:
-        """Word features need the tokenizer's word starts, tfidf pooling the training text's IDF."""
-        return self.word_ngrams > 0 or self.pooling == "tfidf"
+        """Word features need the tokenizer's word starts, tfidf pooling the training text's IDF, a counted table its keys."""
+        return self.word_ngrams > 0 or self.pooling == "tfidf" or self.counted
 
     @torch.no_grad()
-    def fit_statistics(self, word_start: torch.Tensor, documents: Iterable[torch.Tensor]) -> None:
-        """Set the word-start flags of the vocabulary and the IDF over ``documents`` (batches of (B, T) ids)."""
-        if word_start.shape != self.word_start.shape:
-            raise ArtifactError(f"word-start flags for {word_start.numel()} pieces, the model has "
-                                f"{self.word_start.numel()}; use the model's own tokenizer")
-        self.word_start.copy_(word_start)
-        if self.pooling == "tfidf":
-            df, n_docs = document_frequency(documents, self.word_start, self.piece_ngrams, self.word_ngrams,
-                                            self.buckets)
-            self.idf.copy_(smooth_idf(df, n_docs))
+    def load_statistics(self, stats: dict[str, torch.Tensor]) -> None:
+        """Set the buffers that ``bag_statistics`` computed (word starts, n-gram keys, IDF)."""
+        for name, value in stats.items():
+            buf = getattr(self, name)
+            if buf.shape != value.shape:
+                raise ArtifactError(f"bag statistics {name!r} of shape {tuple(value.shape)} do not fit the model's "
+                                    f"{tuple(buf.shape)}; compute them with the model's own tokenizer and options")
+            buf.copy_(value)
         self.prepared.fill_(True)
 
     def features(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, K) feature ids of every position and their (B, T, K) validity."""
         if not bool(self.prepared):
             raise ArtifactError("this bag model has word n-grams or tfidf pooling but no statistics: call "
-                                "fit_statistics with its tokenizer's word starts and training text first")
-        return ngram_features(ids, self.word_start, self.piece_ngrams, self.word_ngrams, self.buckets)
+                                "load_statistics(bag_statistics(...)) with its tokenizer and training text first")
+        return ngram_features(ids, self.word_start, self.piece_ngrams, self.word_ngrams, self.buckets,
+                              self.keys if self.counted else None)
 
     def _lookup(self, f: torch.Tensor) -> torch.Tensor:
         """Vectors of feature ids f (N,) -> (N, D): pieces from the embedding, n-grams from the bucket table."""
@@ -116,7 +122,7 @@ class BagEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         B = ids.shape[0]
-        if self.pooling in ("mean", "max") and not self.hashed and not self.sparse:
+        if self.pooling in ("mean", "max") and self.ngrams is None and not self.sparse:
             mask = ids != PAD  # (B, T): the plain piece bag, one batched reduction
             x = self.embedding(ids)  # (B, T, D)
             return masked_mean(x, mask) if self.pooling == "mean" else masked_max(x, mask)
@@ -148,6 +154,32 @@ class BagEncoder(nn.Module):
         if not self.sparse:
             return []
         return [self.embedding.weight] + ([self.ngrams.weight] if self.ngrams is not None else [])
+
+
+def bag_statistics(options: dict, pieces: list[str], documents: Iterable[torch.Tensor]) -> tuple[dict, dict]:
+    """What a bag with ``options`` needs from its tokenizer and training text, before it is built.
+
+    Returns (the options completed with the table size a counted vocabulary decides, the buffers for
+    ``BagEncoder.load_statistics``): the word-start flags of the pieces; with ``min_count`` >= 1 the
+    sorted hashes of the n-grams in at least that many documents; with tfidf pooling the smoothed IDF
+    of every feature (scikit-learn's). ``documents``: batches of (B, T) piece ids of the training split.
+    """
+    pooling, piece_n, word_n = options.get("pooling", "mean"), options.get("piece_ngrams", 1), options.get("word_ngrams", 0)
+    buckets, min_count = options.get("buckets", 0), options.get("min_count", 0)
+    ws = word_starts(pieces)
+    stats: dict[str, torch.Tensor] = {"word_start": ws}
+    grams = piece_n > 1 or word_n > 0
+    if grams and min_count >= 1:
+        piece_df, hashes, df, n_docs = count_ngrams(documents, ws, piece_n, word_n)
+        keep = df >= min_count
+        stats["keys"] = hashes[keep]  # sorted: torch.unique sorts
+        options = {**options, "rows": int(keep.sum())}
+        if pooling == "tfidf":
+            stats["idf"] = smooth_idf(torch.cat([piece_df, df[keep]]), n_docs)
+    elif pooling == "tfidf":
+        df, n_docs = document_frequency(documents, ws, piece_n, word_n, buckets)
+        stats["idf"] = smooth_idf(df, n_docs)
+    return options, stats
 
 
 def word_starts(pieces: list[str], specials: int = 6) -> torch.Tensor:

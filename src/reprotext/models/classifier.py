@@ -12,7 +12,7 @@ from torch import nn
 
 from reprotext.errors import ArtifactError
 from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
-from reprotext.models.bag import BagEncoder, word_starts
+from reprotext.models.bag import BagEncoder, bag_statistics
 from reprotext.models.cnn import CNNEncoder
 from reprotext.models.dropconnect import DropConnectLinear
 from reprotext.models.fc import fully_connected
@@ -106,14 +106,23 @@ class Classifier(nn.Module):
         return get() if get is not None else []
 
 
-def fit_statistics(model: Classifier, pieces: Sequence[str], documents: Iterable[torch.Tensor]) -> None:
-    """Give an encoder that needs them its statistics: the tokenizer's word starts and the IDF of ``documents``.
+def encoder_statistics(model: str, options: dict, pieces: Sequence[str],
+                       documents: Iterable[torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """What an encoder needs from its tokenizer and the training text, computed before the model is built.
 
-    A no-op for encoders without any (everything but a bag with word n-grams or tfidf pooling).
+    Returns (the encoder options, completed where the statistics decide a size, e.g. a bag's counted
+    n-gram table; the buffers for ``load_statistics``). Nothing for encoders without statistics.
     ``documents``: batches of (B, T) piece ids of the training text.
     """
-    if getattr(model.encoder, "needs_statistics", False):
-        model.encoder.fit_statistics(word_starts(list(pieces)), documents)
+    if model != "bag":
+        return options, {}
+    return bag_statistics(options, list(pieces), documents)
+
+
+def load_statistics(model: Classifier, stats: dict[str, torch.Tensor]) -> None:
+    """Give the model's encoder the statistics of ``encoder_statistics`` (a no-op when there are none)."""
+    if stats:
+        model.encoder.load_statistics(stats)
 
 
 def copy_statistics(model: Classifier, source: Classifier) -> None:

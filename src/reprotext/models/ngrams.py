@@ -16,6 +16,8 @@ exported model takes plain piece ids.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from reprotext.tokenizer import PAD
@@ -35,30 +37,22 @@ def _mix(h: torch.Tensor) -> torch.Tensor:
     return h ^ (h >> 32)
 
 
-def _bucket(h: torch.Tensor, buckets: int) -> torch.Tensor:
-    return torch.remainder(_mix(h), buckets)  # non-negative for a positive divisor
-
-
-def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, word_n: int,
-                   buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Feature ids and their validity of every position: (B, T, K) long and (B, T, K) bool.
+def ngram_hashes(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int,
+                 word_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """64-bit hashes of the n-gram features ending at every position, and their validity: (B, T, K') each.
 
     Args:
         ids: (B, T) piece ids, right-padded with PAD.
         word_start: (V,) bool, True for pieces that start a word (and for special pieces).
-        piece_n: the longest piece n-gram (1 = pieces only).
+        piece_n: the longest piece n-gram (1 = no piece n-grams).
         word_n: the longest word n-gram (0 = no word features, 1 = words, 2 = words and word bigrams, ...).
-        buckets: size of the hash table of the n-gram features (ignored when there are none).
 
-    Feature k = 0 is the piece itself; then piece n-grams 2..piece_n (ending at this position),
-    then word n-grams 1..word_n (emitted at the last piece of the n-th word, so each counts once).
+    K' = (piece_n - 1) + word_n: piece n-grams 2..piece_n (ending at this position), then word
+    n-grams 1..word_n (emitted at the last piece of the n-th word, so each counts once).
     """
     B, T = ids.shape
-    V = word_start.numel()
     valid = ids != PAD  # (B, T)
-    feats, masks = [ids], [valid]
-    if buckets <= 0 or (piece_n <= 1 and word_n <= 0):
-        return torch.stack(feats, -1), torch.stack(masks, -1)
+    hashes, masks = [], []
     x = ids.long() + 1  # (B, T); +1 so that id 0 still moves the hash
 
     # Piece n-grams ending at t: sum_j x[t-j] * MULT[j], salted by n.
@@ -69,7 +63,7 @@ def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, wo
         h = h + shifted * _MULT[(n - 1) % len(_MULT)]
         ok = torch.zeros_like(valid)
         ok[:, n - 1:] = valid[:, n - 1:] & valid[:, : T - n + 1]
-        feats.append(V + _bucket(h + _SALT_PIECE * n, buckets))
+        hashes.append(_mix(h + _SALT_PIECE * n))
         masks.append(ok)
 
     if word_n >= 1:
@@ -95,9 +89,57 @@ def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, wo
                 hw = hw + word_hash.gather(1, pe) * _MULT[(n - 1) % len(_MULT)]
                 have = have & ok_prev
                 prev_end = torch.where(ok_prev, start_pos.gather(1, pe) - 1, torch.full_like(pe, -1))
-            feats.append(V + _bucket(hw + _SALT_WORD * n, buckets))
+            hashes.append(_mix(hw + _SALT_WORD * n))
             masks.append(is_end & have)
-    return torch.stack(feats, -1), torch.stack(masks, -1)  # (B, T, K)
+    if not hashes:
+        return ids.new_zeros(B, T, 0, dtype=torch.long), valid.new_zeros(B, T, 0)
+    return torch.stack(hashes, -1), torch.stack(masks, -1)  # (B, T, K')
+
+
+def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, word_n: int, buckets: int = 0,
+                   keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature ids and their validity of every position: (B, T, K) long and (B, T, K) bool.
+
+    Feature k = 0 is the piece itself (id < V); the n-gram features of ``ngram_hashes`` follow, each
+    mapped to a row V + r of the n-gram table: with ``keys`` (the sorted hashes of a counted n-gram
+    vocabulary) r is the hash's index there and an n-gram outside it is dropped (masked); without,
+    r = hash mod ``buckets`` (the hashing trick, collisions and all).
+    """
+    V = word_start.numel()
+    valid = ids != PAD  # (B, T)
+    if piece_n <= 1 and word_n <= 0 or (keys is None and buckets <= 0):
+        return ids.unsqueeze(-1), valid.unsqueeze(-1)
+    h, m = ngram_hashes(ids, word_start, piece_n, word_n)  # (B, T, K')
+    if keys is None:
+        rows = torch.remainder(h, buckets)  # non-negative for a positive divisor
+    elif keys.numel() == 0:
+        rows, m = torch.zeros_like(h), torch.zeros_like(m)
+    else:
+        rows = torch.searchsorted(keys, h).clamp(max=keys.numel() - 1)
+        m = m & (keys[rows] == h)
+    return torch.cat([ids.unsqueeze(-1), V + rows], -1), torch.cat([valid.unsqueeze(-1), m], -1)
+
+
+def count_ngrams(batches: Iterable[torch.Tensor], word_start: torch.Tensor, piece_n: int,
+                 word_n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Document frequencies over ``batches`` of (B, T) ids: (piece df (V,), n-gram hashes (H,) sorted, their df (H,), N)."""
+    V = word_start.numel()
+    piece_df = torch.zeros(V)
+    seen: list[torch.Tensor] = []
+    n_docs = 0
+    for ids in batches:
+        B, T = ids.shape
+        docs = torch.arange(B).unsqueeze(1).expand(B, T)
+        valid = ids != PAD
+        pairs = torch.unique(docs[valid] * V + ids[valid].long())
+        piece_df.index_add_(0, pairs % V, torch.ones(pairs.numel()))
+        h, m = ngram_hashes(ids, word_start, piece_n, word_n)
+        if h.shape[-1]:
+            d = docs.unsqueeze(-1).expand_as(h)[m]
+            seen.append(torch.unique(torch.stack([d, h[m]]), dim=1)[1])  # each (document, n-gram) once
+        n_docs += B
+    hashes, df = torch.unique(torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long), return_counts=True)
+    return piece_df, hashes, df.float(), n_docs
 
 
 def weighted_bags(feats: torch.Tensor, mask: torch.Tensor, idf: torch.Tensor | None,
@@ -124,8 +166,9 @@ def weighted_bags(feats: torch.Tensor, mask: torch.Tensor, idf: torch.Tensor | N
     return f, w / norm[d], d
 
 
-def document_frequency(batches, word_start: torch.Tensor, piece_n: int, word_n: int, buckets: int) -> torch.Tensor:
-    """Document frequency of every feature id over ``batches`` of (B, T) piece ids; (V + buckets,) float, and N."""
+def document_frequency(batches: Iterable[torch.Tensor], word_start: torch.Tensor, piece_n: int, word_n: int,
+                       buckets: int) -> tuple[torch.Tensor, int]:
+    """Document frequency of every hashed feature id over ``batches`` of (B, T) piece ids: (V + buckets,), and N."""
     V = word_start.numel()
     df = torch.zeros(V + (buckets if buckets > 0 and (piece_n > 1 or word_n > 0) else 0))
     n_docs = 0

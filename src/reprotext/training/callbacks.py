@@ -1,6 +1,7 @@
 """Callbacks: early stopping that restores the best epoch, per-epoch history and seeds, resume checkpoints."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -11,6 +12,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -120,9 +123,10 @@ class History(L.Callback):
     """One row per epoch: every logged epoch metric, the LR, the steps so far, weight norms and near-zero shares;
     mirrored to MLflow (with the wall time since training started)."""
 
-    def __init__(self, mlflow_module=None):
+    def __init__(self, mlflow_module=None, log_epochs: bool = False):
         self.rows: list[dict[str, float]] = []
         self.mlflow = mlflow_module
+        self.log_epochs = log_epochs  # one log line per epoch (where no progress bar shows)
         self.start = time.perf_counter()
 
     def _send(self, row: dict[str, float]) -> None:
@@ -139,6 +143,9 @@ class History(L.Callback):
                "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), "train/steps": trainer.global_step,
                **weight_norms(pl_module.model), **near_zero_shares(pl_module.model)}
         self.rows.append(row)
+        if self.log_epochs and trainer.is_global_zero:
+            log.info("epoch %d/%d: %s", row["epoch"] + 1, trainer.max_epochs, ", ".join(
+                f"{k} {row[k]:.4g}" for k in ("train/loss", "dev/loss", "dev/accuracy") if k in row))
         # Wall time since training started (this process): MLflow only, never the history file, which must repeat.
         self._send({**row, "time/elapsed_seconds": time.perf_counter() - self.start})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,17 @@ from reprotext.training.settings import FitSettings
 log = logging.getLogger(__name__)
 
 
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning 2.6 advertises its cloud logger ("💡 Tip: ... try installing [litlogger]") on every Trainer
+    built without one, and no flag or variable turns that off: drop exactly that record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "try installing [litlogger]" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLitLoggerTip())
+
+
 @dataclass
 class FitResult:
     """The per-epoch history and where it ended; ``seconds`` is wall time (MLflow only, never metrics files)."""
@@ -35,6 +47,7 @@ class FitResult:
     seconds: float
     steps: int = 0  # optimiser steps over the whole run
     resumed_after: int = 0  # epochs restored from a resume checkpoint
+    stopped_early: bool = False  # early stopping ended the run, not max_epochs: the dev metric had stopped improving
 
     @property
     def best(self) -> dict[str, float]:
@@ -80,7 +93,10 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     seed_everything(settings.seed)
     module = module_cls(model, settings)
     stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
-    history = History(mlflow_module)
+    # Lightning's bar (on stdout) redraws every step: where that is no terminal (a log, CI) it would write
+    # thousands of updates, so there History logs one line per epoch instead.
+    bar = settings.progress_bar and sys.stdout.isatty()
+    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar)
     callbacks: list[L.Callback] = [*extra_callbacks, EpochSeed(settings.seed), history, stopper]
     start_from = None
     if resume_dir is not None:
@@ -99,7 +115,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=settings.progress_bar,
+        enable_progress_bar=bar,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the DataModule shards the training set itself, batch for batch
         callbacks=callbacks,
@@ -116,6 +132,9 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     with warnings.catch_warnings():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # Lightning 2.6's own combined loader builds torch's deprecated LeafSpec (torch >= 2.10 warns); ours is fine.
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+                                r"lightning\.pytorch\.utilities\._pytree")
         trainer.fit(module, datamodule=datamodule, ckpt_path=start_from[0] if start_from else None, weights_only=True)
     seconds = time.perf_counter() - start
     model.cpu().eval()
@@ -127,5 +146,10 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
     log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
              stopper.best_value, seconds)
+    early = len(history.rows) < settings.max_epochs
+    if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
+        # A default that a run never reaches is a finding: the comparison would be between unfinished models.
+        log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
+                    "or the learning rate", settings.max_epochs, stopper.best_epoch)
     return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
-                     start_from[1] if start_from else 0)
+                     start_from[1] if start_from else 0, stopped_early=early)

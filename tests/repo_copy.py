@@ -18,7 +18,7 @@ TINY = {
     "prepare": {"max_docs": 400},
     "tokenize": {"vocab_size": 600},
     "embed": {"dim": 16, "epochs": 1},
-    "pretrain": {"max_tokens": 4096, "epochs": 2, "seq_len": 32, "dev_tokens": 1000, "negatives": 64},
+    "pretrain": {"max_tokens": 8192, "epochs": 2, "seq_len": 32, "dev_tokens": 1000, "negatives": 64},
     "train": {"max_epochs": 2, "lr": 0.1, "bag": {"buckets": 20_000}},
     "finetune": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1, 5], "fewshot_seeds": [0, 1],
                  "dual_encoder": {"epochs": 1}},

@@ -11,15 +11,17 @@ from reprotext.config import FinetuneConfig, load_section
 from reprotext.evaluation import classification_metrics, majority_baseline
 from reprotext.io import atomic_dir, write_json
 from reprotext.models import load_model, save_model
+from reprotext.pretraining import WORD2VEC, read_meta
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, seed_everything
 from reprotext.training.data import load_task
 from reprotext.training.history import save_history
-from reprotext.transfer import (fit_transfer, from_scratch, halve, sample_per_class, save_comparison_plot,
-                                save_curve_plot, score, subset, summarise_curve, swap_head)
+from reprotext.transfer import (fit_transfer, from_language_model, from_scratch, halve, sample_per_class,
+                                save_comparison_plot, save_curve_plot, score, subset, summarise_curve, swap_head)
 
 PRETRAINED = "pretrained"
+LM_PRETRAINED = "lm_pretrained"  # few-shot only: the pretrain stage's LM encoder, never trained on the source task
 
 
 def main() -> None:
@@ -29,6 +31,8 @@ def main() -> None:
     p.add_argument("--tokens", required=True)
     p.add_argument("--pretrained", required=True)
     p.add_argument("--embeddings", required=True, help="the word2vec vectors (scratch init and zero-shot)")
+    p.add_argument("--lm", help="the pretrain stage's output: when it holds a language model, the few-shot curve "
+                                "gains its column lm_pretrained (the LM's encoder, not source-trained)")
     p.add_argument("--out", required=True)
     p.add_argument("--history", required=True)
     p.add_argument("--report", required=True, help="directory for the comparison, few-shot and zero-shot files")
@@ -50,6 +54,10 @@ def main() -> None:
         for name in cfg.scratch:
             builders[f"scratch_{name}"] = lambda vectors=inits[name]: from_scratch(pretrained, labels, cfg.dropout,
                                                                                  vectors)
+        fewshot_builders = dict(builders)
+        if args.lm and read_meta(args.lm, tok.sha256)["objective"] != WORD2VEC:  # bag/cnn: word2vec = train_init
+            fewshot_builders[LM_PRETRAINED] = lambda: from_language_model(pretrained, labels, cfg.dropout, w2v, args.lm,
+                                                                          tok.sha256)
         # Early stopping selects on one stratified half of dev; the reported dev scores come from the other half.
         stop_idx, score_idx = halve(dev_ds.labels, cfg.seed)
         dev_stop, dev_score = subset(dev_ds, stop_idx), subset(dev_ds, score_idx)
@@ -85,7 +93,7 @@ def main() -> None:
             for seed in cfg.fewshot_seeds:
                 idx = sample_per_class(train_ds.labels, k, seed)
                 train_k = subset(train_ds, idx)
-                for variant, build in builders.items():
+                for variant, build in fewshot_builders.items():
                     seed_everything(seed)
                     model = build()
                     result, _ = fit_transfer(model, train_k, dev_stop, replace(few, seed=seed), **schedule)

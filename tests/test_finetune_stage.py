@@ -39,7 +39,7 @@ def test_no_stage_but_evaluate_opens_a_test_split(pipeline, tmp_path):
     for path in tests:
         path.unlink()
     # Every stage after split runs (and rewrites its outputs) without the test files...
-    for stage in ("tokenize", "embed", "train", "finetune"):
+    for stage in ("tokenize", "embed", "pretrain", "train", "finetune"):
         sh(stage_command(repo, stage), repo)
     # ...and evaluate, which must read them, fails on the first one: the check above could fail.
     proc = sh(stage_command(repo, "evaluate"), repo, check=False)

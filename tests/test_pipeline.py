@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -90,6 +91,9 @@ def test_default_bag_pretrain_is_the_word2vec_marker(repo):
     assert meta["objective"] == "word2vec" and meta["model"] == "bag"
     assert not (repo / "models/pretrain/encoder.pt").exists()
     assert json.loads((repo / "metrics/pretrain.json").read_text()) == {"model": "bag", "objective": "word2vec"}
+    # ... so the few-shot curve keeps its columns (an LM-pretrained bag would be the word2vec-initialised one).
+    curve = pd.read_csv(repo / "reports/finetune/fewshot_curve.csv")
+    assert list(curve.columns) == ["k", "pretrained", "scratch_random", "scratch_train_init"]
 
 
 @pytest.mark.parametrize("model", ["transformer", "rnn", "ffnn"])
@@ -117,4 +121,13 @@ def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
                   "reports/train_history.csv": str(tmp_path / "history.csv"),
                   "models/.train-resume": str(tmp_path / "resume")})
     assert json.loads((tmp_path / "train.json").read_text())["epochs_run"] == 1
+    if model == "transformer":  # the few-shot curve gains the LM-pretrained (not source-trained) column
+        run("finetune", {**outs, "models/train": str(tmp_path / "train"), "models/finetune": str(tmp_path / "ft"),
+                         "reports/finetune_history.csv": str(tmp_path / "ft_history.csv"),
+                         "reports/finetune": str(tmp_path / "ft_report"), "metrics/finetune.json": str(tmp_path / "ft.json")})
+        curve = pd.read_csv(tmp_path / "ft_report/fewshot_curve.csv")
+        assert list(curve.columns) == ["k", "lm_pretrained", "pretrained", "scratch_random", "scratch_train_init"]
+        assert curve["k"].tolist() == [1, 5] and curve["lm_pretrained"].between(0, 1).all()
+        assert set(json.loads((tmp_path / "ft.json").read_text())["fewshot"]["k1"]) == {
+            "lm_pretrained", "pretrained", "scratch_random", "scratch_train_init"}
     assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}  # nothing of the repository's changed

@@ -230,3 +230,30 @@ def test_word2vec_marker_for_bag_and_cnn(model, tmp_path):
 def test_pretrain_config_checks_the_mask_split():
     with pytest.raises(ValueError, match="exceed 1"):
         PretrainConfig(mask_token=0.8, random_token=0.3)
+
+
+def test_lm_pretrained_variant_takes_the_lm_encoder_and_a_new_head(tmp_path):
+    from reprotext.transfer import from_language_model
+
+    lm = _lm("rnn")
+    save_pretrained(tmp_path, lm, "rnn", OPTIONS["rnn"], "tok", {})
+    source = _classifier("rnn")  # stands for the source-trained model: only its architecture is used
+    model = from_language_model(source, ["x", "y", "z"], 0.1, _vectors(5), tmp_path, "tok")
+    assert model.config.labels == ("x", "y", "z") and model.head.net[-1].weight.shape[0] == 3
+    for key, value in lm.transferable().items():
+        assert torch.equal(model.encoder.state_dict()[key], value)
+
+
+def test_gpu_pretrain_script_refuses_without_its_inputs(tmp_path):
+    """bench/gpu_pretrain.sh runs elsewhere (no GPU here): it must at least parse and say what it lacks."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "bench").mkdir()
+    shutil.copy(root / "bench/gpu_pretrain.sh", tmp_path / "bench")
+    assert subprocess.run(["bash", "-n", str(tmp_path / "bench/gpu_pretrain.sh")]).returncode == 0
+    proc = subprocess.run(["bash", str(tmp_path / "bench/gpu_pretrain.sh")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "data/tokens/source/train missing" in proc.stderr

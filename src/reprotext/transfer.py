@@ -19,6 +19,7 @@ from torch import nn
 from reprotext.errors import ConfigError
 from reprotext.evaluation import classification_metrics, predict_tokens
 from reprotext.models import Classifier, copy_statistics
+from reprotext.pretraining import init_from_pretrained
 from reprotext.tokenizer import TokenArray
 from reprotext.training.data import TokenDataset
 from reprotext.training.fit import FitResult, fit
@@ -43,6 +44,17 @@ def from_scratch(pretrained: Classifier, labels: Sequence[str], dropout: float,
     """
     model = Classifier(replace(pretrained.config, labels=tuple(labels), dropout=dropout), vectors)
     copy_statistics(model, pretrained)
+    return model
+
+
+def from_language_model(pretrained: Classifier, labels: Sequence[str], dropout: float, vectors: np.ndarray | None,
+                        lm_dir: str | Path, tokenizer_sha256: str) -> Classifier:
+    """The same architecture as ``pretrained`` for ``labels``, its encoder from the pretrain stage's language model.
+
+    LM-pretrained, not source-trained: what self-supervised pretraining alone gives the target task.
+    """
+    model = from_scratch(pretrained, labels, dropout, vectors)
+    init_from_pretrained(model, lm_dir, tokenizer_sha256, vectors is not None)
     return model
 
 

@@ -1,5 +1,6 @@
 """Language-model pretraining: the objectives, that a causal LM cannot see the future, training, and the hand-over."""
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -257,3 +258,18 @@ def test_gpu_pretrain_script_refuses_without_its_inputs(tmp_path):
     proc = subprocess.run(["bash", str(tmp_path / "bench/gpu_pretrain.sh")], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and "data/tokens/source/train missing" in proc.stderr
+
+
+@pytest.mark.parametrize("model", list(OPTIONS))
+def test_bf16_mixed_precision_runs(model):
+    """The GPU path's autocast (bf16-mixed), exercised on the CPU: finite losses and perplexities."""
+    from reprotext.tokenizer import TokenArray
+
+    stream = _topic_stream(2000)
+    train = pack([TokenArray(stream[:1600].astype(np.int32), np.array([0, 1600]))], SMALL.seq_len)
+    dev = pack([TokenArray(stream[1600:].astype(np.int32), np.array([0, 400]))], SMALL.seq_len)
+    cfg = SMALL.model_copy(update={"precision": "bf16-mixed", "max_tokens": 2048})
+    result = pretrain(_lm(model, cfg).train(), train, dev, cfg)
+    assert all(np.isfinite(r["dev/perplexity"]) and np.isfinite(r["train/loss"]) for r in result.history)
+    with pytest.raises(ConfigError, match="no CUDA device") if not torch.cuda.is_available() else nullcontext():
+        pretrain(_lm(model, cfg), train, dev, cfg.model_copy(update={"accelerator": "gpu"}))

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,7 +60,6 @@ class PretrainResult:
     train_tokens: int
     steps: int
     seconds: float  # training only, evaluation excluded
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:

@@ -136,7 +136,7 @@ class BagOptions(_Section):
     piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
     word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
     buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features (min_count 0)
-    min_count: int = Field(0, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
+    min_count: int = Field(2, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
 
     @model_validator(mode="after")
@@ -195,7 +195,7 @@ class TrainConfig(_Section):
     rnn: RNNOptions = RNNOptions()
     transformer: TransformerOptions = TransformerOptions()
     hidden_dim: int = Field(0, ge=0)
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     dropconnect: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
     l1: float = Field(0.0, ge=0)
@@ -209,7 +209,7 @@ class TrainConfig(_Section):
     warmup: float = Field(0.0, ge=0, lt=1)
     gd_mode: Literal["minibatch", "sgd", "full"] = "minibatch"
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(15, ge=1)
+    max_epochs: int = Field(30, ge=1)
     monitor: Literal["dev/loss", "dev/accuracy"] = "dev/loss"
     mode: Literal["min", "max"] = "min"
     patience: int = Field(3, ge=0)
@@ -270,10 +270,10 @@ class FinetuneConfig(_Section):
     """The target task: the trained encoder under a new head, against from-scratch runs; few-shot and zero-shot."""
 
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)  # the head's; the encoder gets lr * encoder_lr_factor
+    lr: float = Field(1e-2, gt=0)  # the head's; the encoder gets lr * encoder_lr_factor
     weight_decay: float = Field(0.0, ge=0)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    max_epochs: int = Field(15, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    max_epochs: int = Field(30, ge=1)
     patience: int = Field(3, ge=0)
     seed: int = 42
     threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)

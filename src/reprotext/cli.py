@@ -23,7 +23,7 @@ def _summary(args: argparse.Namespace) -> None:
         r = m.get("retrieval", {})
         if r.get("best_learned"):
             best, ms = r["best_learned"], r["methods"]
-            print(f"  {'':<7} {'':<9} retrieval mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
+            print(f"  {'':<7} {'':<9} query-by-example mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
                   f"{ms['tfidf_cosine']['map_at_100']:.4f}, BM25 {ms['bm25']['map_at_100']:.4f}")
 
 

@@ -38,6 +38,9 @@ from torch import nn
 from reprotext.errors import ArtifactError, DataError
 from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models import Classifier, ModelConfig
+from reprotext.retrieval.dense import DenseIndex, encode
+from reprotext.retrieval.documents import read_documents
+from reprotext.retrieval.qbe import K_MAP, evaluate_scorer
 from reprotext.tokenizer import TokenArray
 from reprotext.training.data import collate
 
@@ -192,8 +195,6 @@ def load_encoder(directory: str | Path, tokenizer_sha256: str | None = None) -> 
 
 def read_pairs(path: str | Path, query_column: str, document_column: str) -> tuple[list[str], list[str]]:
     """A user's (query, document) text pairs from two columns of a .csv/.tsv/.parquet/.jsonl table."""
-    from reprotext.retrieval import read_documents
-
     queries = read_documents(path, query_column)["text"].tolist()
     docs = read_documents(path, document_column)["text"].tolist()
     keep = [i for i, (q, d) in enumerate(zip(queries, docs)) if q.strip() and d.strip()]
@@ -206,8 +207,6 @@ def read_pairs(path: str | Path, query_column: str, document_column: str) -> tup
 def dev_map(encoder: nn.Module, queries: TokenArray, query_labels: np.ndarray, docs: TokenArray,
             doc_labels: np.ndarray, max_len: int, center: bool = True) -> float:
     """mAP@100 of ``queries`` against the collection ``docs`` (relevant: the same label)."""
-    from reprotext.retrieval import K_MAP, DenseIndex, encode, evaluate_scorer
-
     index = DenseIndex.build(encode(encoder, docs, max_len), center)
     q = encode(encoder, queries, max_len)
     ev = evaluate_scorer(lambda idx: index.scores(q[idx]), len(q), query_labels, doc_labels)

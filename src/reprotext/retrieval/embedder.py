@@ -9,7 +9,7 @@ import numpy as np
 
 from reprotext import embeddings
 from reprotext.errors import ArtifactError
-from reprotext.io import sha256_file
+from reprotext.io import read_json, sha256_file
 from reprotext.retrieval import dual_encoder
 from reprotext.retrieval.dense import encode, mean_pool
 from reprotext.tokenizer import TokenArray, Tokenizer
@@ -25,12 +25,15 @@ class Embedder:
     tokenizer: Tokenizer
     max_len: int
     _embed: Callable[[TokenArray], np.ndarray]
+    lowercase: bool = False  # the model was trained on lowercased text (the retrieval pipeline's collection stage)
+    center: bool = True  # centre vectors on the collection's mean before the cosine (not for a DSSM trained raw)
 
     def embed_tokens(self, docs: TokenArray) -> np.ndarray:
         return self._embed(docs)
 
     def embed_texts(self, texts: Sequence[str], threads: int = 2) -> np.ndarray:
-        return self._embed(self.tokenizer.encode_array(list(texts), threads=threads))
+        texts = [t.lower() for t in texts] if self.lowercase else list(texts)
+        return self._embed(self.tokenizer.encode_array(texts, threads=threads))
 
 
 def load_embedder(model: str | Path, tokenizer_dir: str | Path, batch_size: int = 256,
@@ -42,9 +45,12 @@ def load_embedder(model: str | Path, tokenizer_dir: str | Path, batch_size: int 
 
     model = Path(model)
     tok = Tokenizer.load(tokenizer_dir)
+    text = {}
     if (model / dual_encoder.CONFIG_FILE).is_file():
         encoder, config = dual_encoder.load_encoder(model, tok.sha256)
         kind, weights, max_len = "dual_encoder", model / dual_encoder.WEIGHTS_FILE, config.max_len
+        # How the retrieval pipeline's DSSM reads text: lowercased, raw cosines (absent for the finetune stage's).
+        text = read_json(model / dual_encoder.CONFIG_FILE).get("text", {})
     elif (model / CONFIG_FILE).is_file():
         classifier, _ = load_model(model, tok.sha256)
         encoder, kind, weights, max_len = classifier.encoder, "classifier_encoder", model / WEIGHTS_FILE, \
@@ -61,6 +67,7 @@ def load_embedder(model: str | Path, tokenizer_dir: str | Path, batch_size: int 
                             "models/finetune/dual_encoder or models/embeddings")
     identity = {"kind": kind, "weights_sha256": sha256_file(weights), "tokenizer_sha256": tok.sha256,
                 "max_len": max_len}
-    return Embedder(kind, str(model), identity, tok, max_len, lambda docs: encode(encoder, docs, max_len, batch_size))
+    return Embedder(kind, str(model), identity, tok, max_len, lambda docs: encode(encoder, docs, max_len, batch_size),
+                    lowercase=bool(text.get("lowercase", False)), center=bool(text.get("center", True)))
 
 

@@ -35,6 +35,13 @@ class SavedIndex:
 def build_index(embedder: Embedder, documents: pd.DataFrame, output: str | Path, center: bool = True,
                 batch_docs: int = 8192) -> dict:
     """Embed ``documents`` (columns id, text) and write the index to ``output`` atomically; returns its meta."""
+    with atomic_dir(output) as tmp:
+        return write_dense(embedder, documents, tmp, center, batch_docs)
+
+
+def write_dense(embedder: Embedder, documents: pd.DataFrame, directory: Path, center: bool = True,
+                batch_docs: int = 8192) -> dict:
+    """The dense index's files (vectors, mean, documents, index.json) into an existing ``directory``."""
     start = time.perf_counter()
     texts = documents["text"].tolist()
     parts = [embedder.embed_texts(texts[i:i + batch_docs]) for i in range(0, len(texts), batch_docs)]
@@ -44,13 +51,12 @@ def build_index(embedder: Embedder, documents: pd.DataFrame, output: str | Path,
             "center": center, "model": {"path": str(Path(embedder.path).resolve()), **embedder.identity},
             "tokenizer": str(embedder.tokenizer.path.parent.resolve()),
             "seconds": round(time.perf_counter() - start, 3)}
-    with atomic_dir(output) as tmp:
-        np.save(tmp / INDEX_VECTORS, index.vectors)
-        if index.mean is not None:
-            np.save(tmp / "mean.npy", index.mean)
-        pd.DataFrame({"id": documents["id"].astype(str),
-                      "snippet": [snippet(t) for t in texts]}).to_parquet(tmp / INDEX_DOCS, index=False)
-        write_json(tmp / INDEX_META, meta)
+    np.save(directory / INDEX_VECTORS, index.vectors)
+    if index.mean is not None:
+        np.save(directory / "mean.npy", index.mean)
+    pd.DataFrame({"id": documents["id"].astype(str),
+                  "snippet": [snippet(t) for t in texts]}).to_parquet(directory / INDEX_DOCS, index=False)
+    write_json(directory / INDEX_META, meta)
     return meta
 
 

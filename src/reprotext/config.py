@@ -364,7 +364,6 @@ class HybridConfig(_Section):
     weights: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
     rrf_k: int = Field(60, ge=1)
     depth: int = Field(1000, ge=10)  # documents of each list that take part in the fusion
-    batch_size: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _weights_in_range(self) -> "HybridConfig":

@@ -16,7 +16,7 @@ import numpy as np
 FUSIONS = ("rrf", "convex")
 
 
-def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+def top_k(scores: np.ndarray, depth: int) -> np.ndarray:
     """(B, depth) column indices of each row's ``depth`` best scores, best first (ties: the earlier column)."""
     depth = min(depth, scores.shape[1])
     part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth] if depth < scores.shape[1] else \
@@ -27,7 +27,7 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
 
 def reciprocal_ranks(scores: np.ndarray, k: int, depth: int) -> np.ndarray:
     """(B, N): 1 / (k + rank) for each row's first ``depth`` documents, 0 beyond."""
-    top = _top(scores, depth)
+    top = top_k(scores, depth)
     out = np.zeros(scores.shape, dtype=np.float64)
     np.put_along_axis(out, top, 1.0 / (k + np.arange(1, top.shape[1] + 1)), 1)
     return out
@@ -35,7 +35,7 @@ def reciprocal_ranks(scores: np.ndarray, k: int, depth: int) -> np.ndarray:
 
 def min_max(scores: np.ndarray, depth: int) -> np.ndarray:
     """(B, N): each row's first ``depth`` scores mapped onto [0, 1] (best 1, the depth-th 0), 0 beyond."""
-    top = _top(scores, depth)
+    top = top_k(scores, depth)
     vals = np.take_along_axis(scores, top, 1).astype(np.float64)  # (B, depth), best first
     hi, lo = vals[:, :1], vals[:, -1:]
     norm = np.where(hi > lo, (vals - lo) / np.where(hi > lo, hi - lo, 1.0), 1.0)

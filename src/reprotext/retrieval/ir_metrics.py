@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from reprotext.errors import DataError
+from reprotext.retrieval.fusion import top_k
 
 METRICS = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "mrr_at_10": "RR@10"}
 
@@ -18,12 +19,10 @@ METRICS = {"ndcg_at_10": "nDCG@10", "recall_at_100": "R@100", "mrr_at_10": "RR@1
 def run_from_scores(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str],
                     depth: int = 1000) -> dict[str, dict[str, float]]:
     """A run ({query id: {document id: score}}) of each query's ``depth`` best documents from (B, N) scores."""
-    from reprotext.retrieval.fusion import _top
-
     doc_ids = np.asarray(doc_ids)
     if scores.shape != (len(query_ids), len(doc_ids)):
         raise ValueError(f"scores {scores.shape} do not match {len(query_ids)} queries x {len(doc_ids)} documents")
-    top = _top(scores, depth)
+    top = top_k(scores, depth)
     vals = np.take_along_axis(scores, top, 1)
     return {str(q): dict(zip(doc_ids[t].tolist(), v.astype(float).tolist()))
             for q, t, v in zip(query_ids, top, vals)}

@@ -19,7 +19,7 @@ from reprotext.errors import ArtifactError, ReprotextError
 from reprotext.io import FORMAT_VERSION, atomic_dir, read_json, write_json
 from reprotext.retrieval.documents import snippet
 from reprotext.retrieval.embedder import Embedder, load_embedder
-from reprotext.retrieval.fusion import FUSIONS, _top, fuse
+from reprotext.retrieval.fusion import FUSIONS, fuse, top_k
 from reprotext.retrieval.index import INDEX_DOCS, INDEX_META, SavedIndex, check_model, load_index, write_dense
 from reprotext.retrieval.lexical import BM25Scorer
 
@@ -126,7 +126,7 @@ class Searcher:
         if k < 1:
             raise ReprotextError(f"-k {k}: ask for at least one result")
         scores = self.scores(queries, method)
-        top = _top(scores, k)
+        top = top_k(scores, k)
         out = []
         for s, i in zip(np.take_along_axis(scores, top, 1), top):
             docs = self.documents.iloc[i]

@@ -195,3 +195,33 @@ def test_cli_indexes_and_searches_bm25_dense_and_hybrid(trained, tmp_path, capsy
     with pytest.raises(SystemExit):
         cli.main(["index", "--method", "hybrid", "--input", str(folder), "--output", str(tmp_path / "x")])
     assert "needs --model" in capsys.readouterr().err
+
+
+def test_the_retrieval_package_has_no_import_circle():
+    import ast
+    from pathlib import Path
+
+    import reprotext.retrieval as package
+
+    folder = Path(package.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("reprotext.retrieval."):
+                    deps.add(node.module.rsplit(".", 1)[1])
+                elif node.module == "reprotext.retrieval":
+                    deps |= {a.name for a in node.names}
+        graph[path.stem] = deps
+    assert {"dual_encoder", "embedder", "qbe", "dense"} <= set(graph)
+
+    def visit(node, path):
+        assert node not in path, f"import circle: {' -> '.join([*path, node])}"
+        for dep in graph.get(node, ()):
+            visit(dep, [*path, node])
+
+    for module in graph:
+        visit(module, [])

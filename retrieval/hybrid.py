@@ -2,6 +2,8 @@
 
 The only stage of the retrieval pipeline that scores the test queries.
 """
+import pandas as pd
+
 from reprotext import stage
 from reprotext.config import RETRIEVAL_SECTIONS, HybridConfig, load_section
 from reprotext.io import atomic_dir, write_json
@@ -40,6 +42,8 @@ def main() -> None:
                                   splits, saved.corpus["id"].tolist(), cfg)
         seconds = result.pop("seconds")
         write_report(report / "report.md", result, len(saved.corpus))
+        # Every (method, weight) tried on dev: a table for the report, not a metric to diff.
+        pd.DataFrame(result.pop("fusion_grid")).to_csv(report / "fusion_grid.csv", index=False)
         write_json(args.metrics, result)
         mlflow.log_metrics({k: v for k, v in flatten({s: result[s] for s in splits}, sep="/").items()})
         mlflow.log_metrics({f"time/{k}_seconds": v for k, v in seconds.items()})

@@ -47,6 +47,7 @@ def test_dvc_repro_runs_every_stage_as_an_mlflow_run(tmp_path):
         assert 0.0 < result["test"][method]["ndcg_at_10"] <= 1.0
     assert result["fusion"]["method"] in ("rrf", "convex") and result["test"]["queries"] == 9
     assert "| hybrid (" in (repo / "reports/retrieval/hybrid/report.md").read_text()
+    assert "fusion_grid" not in result and (repo / "reports/retrieval/hybrid/fusion_grid.csv").is_file()
     client = MlflowClient(f"sqlite:///{repo}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("reprotext").experiment_id])
     stage_runs = {r.data.tags.get("reprotext.stage"): r for r in runs if r.data.tags.get("reprotext.stage")}

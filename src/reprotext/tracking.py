@@ -288,7 +288,9 @@ def stage_run(stage: str, params: Mapping[str, Any], pipeline: str | None = None
     """One MLflow run for one stage execution, nested under its pipeline's parent run.
 
     Yields the ``mlflow`` module with the run active; the run (and the parent)
-    end FAILED when the stage raises.
+    end FAILED when the stage raises. ``pipeline`` names a sub-pipeline run from
+    the root (``retrieval``: retrieval/dvc.yaml and retrieval/params.yaml); its
+    stages get a parent run of their own.
     """
     tracker = Tracker(stage, project_root(), pipeline)
     parent_id = tracker.parent()

@@ -110,8 +110,6 @@ def _index(args: argparse.Namespace) -> None:
     from reprotext.retrieval import load_embedder, search_index
 
     documents = _documents(args)
-    if args.method == "dense" and args.model is None:
-        raise ReprotextError("--method dense needs --model (a dual encoder, a classifier or models/embeddings)")
     embedder = None
     if args.method != "bm25":
         if args.model is None:

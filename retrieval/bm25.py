@@ -5,20 +5,18 @@ from reprotext import stage
 from reprotext.config import RETRIEVAL_SECTIONS, BM25Config, load_section
 from reprotext.io import atomic_dir, write_json
 from reprotext.retrieval.pipeline import SavedCollection, build_bm25, metrics_of, split_queries
-from reprotext.tokenizer import TokenArray
 from reprotext.tracking import stage_run
 
 
 def main() -> None:
     p = stage.parser(__doc__)
     p.add_argument("--collection", required=True)
-    p.add_argument("--tokens", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("bm25", BM25Config, args.params, RETRIEVAL_SECTIONS)
     saved = SavedCollection.load(args.collection)
-    dev = split_queries(saved, TokenArray.load(f"{args.tokens}/queries"), "dev")
+    dev = split_queries(saved, None, "dev")
     with stage_run("bm25", cfg.model_dump(), pipeline="retrieval") as mlflow, atomic_dir(args.out) as out:
         start = time.perf_counter()
         bm25 = build_bm25(saved, cfg)

@@ -107,16 +107,17 @@ class Split:
 
     ids: list[str]
     texts: list[str]
-    tokens: TokenArray
+    tokens: TokenArray | None  # None where only BM25 reads the queries
     qrels: dict[str, dict[str, int]]
 
 
-def split_queries(saved: SavedCollection, query_tokens: TokenArray, split: str) -> Split:
+def split_queries(saved: SavedCollection, query_tokens: TokenArray | None, split: str) -> Split:
+    """The judged queries of ``split``; their token ids when ``query_tokens`` (all queries, in order) are given."""
     queries = saved.collection.split_queries(split)
     row = {q: i for i, q in enumerate(saved.queries["id"])}
     rows = [row[q] for q in queries["id"]]
-    return Split(queries["id"].tolist(), queries["text"].tolist(),
-                 TokenArray.from_lists([query_tokens[i] for i in rows]), saved.collection.judgments(split))
+    tokens = TokenArray.from_lists([query_tokens[i] for i in rows]) if query_tokens is not None else None
+    return Split(queries["id"].tolist(), queries["text"].tolist(), tokens, saved.collection.judgments(split))
 
 
 def metrics_of(scores: np.ndarray, split: Split, doc_ids: list[str], depth: int = 1000) -> dict[str, float]:

@@ -40,7 +40,7 @@ def new_tower(vectors: np.ndarray, cfg: DSSMConfig, tokenizer_sha256: str) -> Cl
     """A bag-of-pieces tower initialised with the word2vec vectors (V, D); the head is never used."""
     config = ModelConfig(model="bag", vocab_size=int(vectors.shape[0]), embedding_dim=int(vectors.shape[1]),
                          labels=(LABEL,), max_len=cfg.max_len, tokenizer_sha256=tokenizer_sha256,
-                         encoder={"pooling": cfg.pooling, "bigram_buckets": 0})
+                         encoder={"pooling": cfg.pooling})
     return Classifier(config, vectors=vectors)
 
 

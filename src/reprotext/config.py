@@ -291,7 +291,7 @@ class FinetuneConfig(_Section):
     fewshot_patience: int | None = Field(None, ge=0)  # None: patience
     # label -> words describing it for zero-shot; unlisted labels use their name split into words.
     zeroshot_descriptions: dict[str, str] = {}
-    zeroshot_center: bool = True  # centre vectors on the documents' mean before the cosine
+    zeroshot_center: bool = False  # centre vectors on the documents' mean before the cosine
     dual_encoder: DualEncoderOptions = DualEncoderOptions()
 
     @model_validator(mode="after")

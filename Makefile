@@ -8,7 +8,7 @@ PORT   ?= 5000
 # The stages' commands in dvc.yaml call `python`: the venv's, for `make run` and everything it starts.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-deps run test ui bench lecture clean
+.PHONY: setup system-deps run test ui bench bench-scifact lecture retrieval clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,20 @@ test: setup system-deps
 # The peers it measures (HF tokenizers, fastText) are the `bench` extra; `make test` runs its smoke version.
 bench: setup
 	$(BIN)/python bench/run.py
+
+# SciFact (../shared/datasets/scifact): BM25, the dual encoder and the hybrid in one run (~6 min on 2 cores)
+# -> bench/results/scifact.json; skips when the dataset is absent.
+bench-scifact: setup
+	$(BIN)/python bench/bench_scifact.py
+
+# The retrieval pipeline (retrieval/dvc.yaml) over a BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv.
+# RETRIEVAL_DATA=path copies that folder to retrieval/params.yaml's collection.data (data/retrieval/beir) first.
+RETRIEVAL_DATA ?=
+retrieval: setup
+	@if [ -n "$(RETRIEVAL_DATA)" ]; then rm -rf data/retrieval/beir && mkdir -p data/retrieval && \
+		cp -rL "$(RETRIEVAL_DATA)" data/retrieval/beir; fi
+	@test -d data/retrieval/beir || { echo "error: no collection at data/retrieval/beir; run make retrieval RETRIEVAL_DATA=path/to/beir-folder" >&2; exit 2; }
+	$(BIN)/dvc repro retrieval/dvc.yaml
 
 # The seminar as one sweep of queued DVC experiments (under 30 minutes on 2 cores) -> reports/lecture.md.
 # LECTURE_SIZE=big runs it on all the data; the workspace is left as it was.

@@ -276,7 +276,7 @@ def main() -> None:
         print(json.dumps({"overhead": results["overhead"]}, indent=1), flush=True)
     if args.bag_vs_fasttext:
         # 1M buckets, as fastText's bigram models use (its default is 2M): the table size that dense updates cannot afford.
-        cfg = train_config(args.params, {"model": "bag", "bag": {"buckets": 1_000_000}})
+        cfg = train_config(args.params, {"model": "bag", "bag": {"buckets": 1_000_000, "min_count": 0}})
         results["bag_vs_fasttext"] = {**bag_vs_fasttext(cfg, args.root, args.repeats), "machine": machine}
         print(json.dumps({"bag_vs_fasttext": results["bag_vs_fasttext"]}, indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

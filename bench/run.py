@@ -86,13 +86,14 @@ SPLIT = {"method": "predefined", "train": 0.8, "dev": 0.1, "test": 0.1}
 # Candidates for "our best configuration" (train-section overrides), chosen on 20NG dev accuracy only.
 # The bag's n-grams train at fastText speed (sparse tables, ~8 s per 20NG epoch on one idle core), so its
 # variants are all affordable: the pooling (params.yaml's tfidf against the classic mean and learned
-# attention), word trigrams, and 1M buckets against params.yaml's 2^18 (fewer collisions, 4x the table).
+# attention), word trigrams, and the hashing trick (1M buckets, collisions and all) against params.yaml's
+# counted n-gram vocabulary (min_count 2: 271k rows on 20NG, dev 95.45% against 94.97% for 2^18 buckets).
 CANDIDATES: dict[str, dict] = {
-    "bag (params.yaml default: tfidf pooling, word 1-2 grams)": {},
+    "bag (params.yaml default: tfidf pooling, counted word 1-2 grams)": {},
     "bag, mean pooling (fastText's), word 1-2 grams": {"bag": {"pooling": "mean"}},
     "bag, attention pooling, word 1-2 grams": {"bag": {"pooling": "attention"}},
     "bag, tfidf pooling, word 1-3 grams": {"bag": {"word_ngrams": 3}},
-    "bag, tfidf pooling, word 1-2 grams, 1M buckets": {"bag": {"buckets": 1_000_000}},
+    "bag, tfidf pooling, word 1-2 grams hashed into 1M buckets": {"bag": {"min_count": 0, "buckets": 1_000_000}},
 }
 SMOKE_CANDIDATES: dict[str, dict] = {"bag (params.yaml default)": {},
                                      "bag, mean pooling, piece 1-2 grams": {"bag": {"pooling": "mean", "piece_ngrams": 2}}}

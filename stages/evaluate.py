@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprotext import dual_encoder, embeddings, export, retrieval, stage, zeroshot
+from reprotext import embeddings, export, retrieval, stage, zeroshot
 from reprotext.config import EvaluateConfig, PrepareConfig, load_section
 from reprotext.data.store import read_frame
 from reprotext.errors import ArtifactError, DataError
@@ -14,6 +14,7 @@ from reprotext.evaluation import (classification_metrics, confusion_frame, full_
 from reprotext.io import atomic_dir, atomic_file, read_json, write_json
 from reprotext.models import load_model
 from reprotext.report import write_report
+from reprotext.retrieval import dual_encoder
 from reprotext.tokenizer import TokenArray, Tokenizer
 from reprotext.tracking import best_effort, stage_run
 

@@ -6,12 +6,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from reprotext import dual_encoder, embeddings, stage, zeroshot
+from reprotext import embeddings, stage, zeroshot
 from reprotext.config import FinetuneConfig, load_section
 from reprotext.evaluation import classification_metrics, majority_baseline
 from reprotext.io import atomic_dir, write_json
 from reprotext.models import load_model, save_model
 from reprotext.pretraining import WORD2VEC, read_meta
+from reprotext.retrieval import dual_encoder
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import FitSettings, seed_everything

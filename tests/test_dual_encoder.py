@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from reprotext import dual_encoder, retrieval
+from reprotext import retrieval
+from reprotext.retrieval import dual_encoder
 from reprotext.config import DualEncoderOptions
 from reprotext.models import Classifier, ModelConfig
 from reprotext.tokenizer import TokenArray

@@ -219,7 +219,7 @@ def test_a_large_index_searches_with_faiss_when_installed(monkeypatch):
             return np.take_along_axis(s, idx, 1), idx.astype(np.int32)
 
     monkeypatch.setitem(sys.modules, "faiss", types.SimpleNamespace(IndexFlatIP=IndexFlatIP))
-    monkeypatch.setattr(retrieval, "FAISS_MIN_DOCS", 100)
+    monkeypatch.setattr(retrieval.dense, "FAISS_MIN_DOCS", 100)
     rng = np.random.default_rng(2)
     docs, queries = rng.normal(size=(300, 8)), rng.normal(size=(2, 8))
     small = retrieval.DenseIndex.build(docs[:50])

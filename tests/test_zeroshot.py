@@ -9,7 +9,15 @@ from reprotext.zeroshot import classify, default_description, descriptions, mean
 def test_default_descriptions_split_label_names_into_words():
     assert default_description("money-fx") == "money fx"
     assert default_description("sci.space") == "sci space"
-    assert descriptions(["acq", "money-fx"], {"acq": "acquisition merger"}) == ["acquisition merger", "money fx"]
+    assert descriptions(["acq", "my-label"], {"acq": "acquisition merger"}) == ["acquisition merger", "my label"]
+
+
+def test_builtin_label_sets_get_their_descriptions_and_overrides_win():
+    r8 = descriptions(["earn", "money-fx", "ship"], {"ship": "boats"})
+    assert r8[0].startswith("earnings profit") and "currency" in r8[1] and r8[2] == "boats"
+    assert descriptions(["sci.space", "rec.autos"], {})[0] == "space nasa orbit launch shuttle"
+    # one label outside every builtin set: none of them applies
+    assert descriptions(["earn", "unknown-thing"], {}) == ["earn", "unknown thing"]
     with pytest.raises(ConfigError, match="zeroshot_descriptions"):
         descriptions(["acq"], {"earn": "profit"})
 

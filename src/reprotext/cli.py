@@ -23,7 +23,7 @@ def _summary(args: argparse.Namespace) -> None:
         r = m.get("retrieval", {})
         if r.get("best_learned"):
             best, ms = r["best_learned"], r["methods"]
-            print(f"  {'':<7} {'':<9} retrieval mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
+            print(f"  {'':<7} {'':<9} query-by-example mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
                   f"{ms['tfidf_cosine']['map_at_100']:.4f}, BM25 {ms['bm25']['map_at_100']:.4f}")
 
 
@@ -95,27 +95,87 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"wrote {len(out)} predictions to {args.output}")
 
 
-def _index(args: argparse.Namespace) -> None:
-    from reprotext import retrieval
+def _documents(args: argparse.Namespace):
+    import pandas as pd
 
-    documents = retrieval.read_documents(args.input, args.text_column, args.id_column)
-    embedder = retrieval.load_embedder(args.model, args.tokenizer, args.batch_size)
-    meta = retrieval.build_index(embedder, documents, args.output, center=not args.no_center)
-    print(f"indexed {meta['documents']} documents ({meta['dim']}-dim {meta['model']['kind']} vectors of "
-          f"{args.model}) into {args.output} in {meta['seconds']:.1f}s")
+    from reprotext.retrieval import beir, read_documents
+
+    if Path(args.input).is_dir():  # a BEIR folder: corpus.jsonl's ids and title + text
+        corpus = beir.load_corpus(args.input)
+        return pd.DataFrame({"id": corpus["id"], "text": beir.corpus_texts(corpus)})
+    return read_documents(args.input, args.text_column, args.id_column)
+
+
+def _index(args: argparse.Namespace) -> None:
+    from reprotext.retrieval import load_embedder, search_index
+
+    documents = _documents(args)
+    embedder = None
+    if args.method != "bm25":
+        if args.model is None:
+            raise ReprotextError(f"--method {args.method} needs --model (e.g. models/retrieval/dssm)")
+        embedder = load_embedder(args.model, args.tokenizer, args.batch_size)
+        if args.no_center:
+            embedder.center = False
+    fusion = None
+    if args.method == "hybrid":
+        chosen = {}
+        if args.fusion_from:
+            path = Path(args.fusion_from)
+            if not path.is_file():
+                raise ReprotextError(f"--fusion-from {path}: not found; run the retrieval pipeline "
+                                     "(`make retrieval`) or pass --fusion and --weight")
+            chosen = json.loads(path.read_text()).get("fusion", {})
+        fusion = search_index.Fusion(method=args.fusion or chosen.get("method", "convex"),
+                                     weight=args.weight if args.weight is not None else chosen.get("weight", 0.5),
+                                     depth=chosen.get("depth", 1000), rrf_k=chosen.get("rrf_k", 60))
+    bm25 = {"k1": args.k1, "b": args.b, "stopwords": None if args.stopwords == "none" else args.stopwords,
+            "stemmer": None if args.stemmer == "none" else args.stemmer}
+    meta = search_index.build(args.output, documents, args.method, embedder, bm25, fusion)
+    what = f"{meta['dim']}-dim {meta['model']['kind']} vectors of {args.model}" if embedder else "BM25"
+    if fusion:
+        what += f" + BM25, {fusion.method} fusion at dense weight {fusion.weight:g}"
+    print(f"indexed {meta['documents']} documents ({args.method}: {what}) into {args.output} in "
+          f"{meta['seconds']:.1f}s")
 
 
 def _search(args: argparse.Namespace) -> None:
-    from reprotext import retrieval
+    import time
 
-    saved = retrieval.load_index(args.index)
-    embedder = retrieval.load_embedder(args.model or saved.model["path"], args.tokenizer or saved.meta["tokenizer"],
-                                       max_len=saved.model.get("max_len", 1024))
-    for query, hits in zip(args.query, retrieval.search(saved, embedder, args.query, args.k)):
-        if len(args.query) > 1:
+    import numpy as np
+
+    from reprotext.retrieval import search_index
+
+    start = time.perf_counter()
+    searcher = search_index.Searcher(args.index, args.model, args.tokenizer)
+    load_seconds = time.perf_counter() - start
+    if args.queries:
+        if args.query:
+            raise ReprotextError("give queries either as arguments or with --queries, not both")
+        # One query a line, answered as it arrives: a long-lived process loads the index once.
+        stream = sys.stdin if args.queries == "-" else open(args.queries, encoding="utf-8")
+        queries = (line.rstrip("\n") for line in stream)
+    elif args.query:
+        queries = iter(args.query)
+    else:
+        raise ReprotextError("no query: give query texts, or --queries FILE (one a line; - for stdin)")
+    latencies = []
+    many = args.queries or len(args.query) > 1
+    for query in queries:
+        if not query.strip():
+            continue
+        t = time.perf_counter()
+        hits = searcher.search([query], args.k, args.method)[0]
+        latencies.append(time.perf_counter() - t)
+        if many:
             print(f"query: {query}")
         for r in hits.itertuples():
             print(f"{r.rank:>3}  {r.id}  {r.score:.4f}  {r.snippet}")
+        sys.stdout.flush()
+    if args.timing and latencies:
+        ms = np.array(latencies) * 1000
+        print(f"timing: loaded in {load_seconds:.2f}s; {len(ms)} queries ({args.method or searcher.method}), "
+              f"latency median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,23 +200,40 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--text-column", default="text")
     pr.add_argument("--batch-size", type=int, default=1024)
     pr.set_defaults(func=_predict)
-    ix = sub.add_parser("index", help="embed the documents of a file with a model into a searchable index")
-    ix.add_argument("--model", required=True, help="models/train, models/finetune, models/finetune/dual_encoder "
-                                                   "or models/embeddings (mean-pooled piece vectors)")
-    ix.add_argument("--input", required=True, help="a .csv/.tsv/.parquet/.jsonl file with a text column")
+    ix = sub.add_parser("index", help="index the documents of a file or a BEIR folder: BM25, dense or hybrid")
+    ix.add_argument("--method", choices=("bm25", "dense", "hybrid"), default="dense",
+                    help="bm25, dense (a model's vectors, cosine) or hybrid (both, fused) (default: %(default)s)")
+    ix.add_argument("--model", help="dense and hybrid: models/retrieval/dssm, models/train, models/finetune, "
+                                    "models/finetune/dual_encoder or models/embeddings (mean-pooled piece vectors)")
+    ix.add_argument("--input", required=True, help="a .csv/.tsv/.parquet/.jsonl file with a text column, or a BEIR "
+                                                   "folder (its corpus.jsonl: _id, title, text)")
     ix.add_argument("--output", required=True, help="the index directory to write")
     ix.add_argument("--tokenizer", default="models/tokenizer", help="the model's tokenizer (default: %(default)s)")
     ix.add_argument("--text-column", default="text")
     ix.add_argument("--id-column", help="document ids (default: the row number)")
     ix.add_argument("--batch-size", type=int, default=256)
     ix.add_argument("--no-center", action="store_true", help="do not centre the vectors on the collection's mean")
+    ix.add_argument("--k1", type=float, default=1.5, help="BM25 k1 (default: %(default)s)")
+    ix.add_argument("--b", type=float, default=0.75, help="BM25 b (default: %(default)s)")
+    ix.add_argument("--stopwords", default="english", choices=("english", "none"))
+    ix.add_argument("--stemmer", default="english", help="a Snowball language, or none (default: %(default)s)")
+    ix.add_argument("--fusion", choices=("rrf", "convex"), help="hybrid: the fusion (default: --fusion-from's or convex)")
+    ix.add_argument("--weight", type=float, help="hybrid: the dense side's weight in [0, 1] (default: --fusion-from's "
+                                                 "or 0.5)")
+    ix.add_argument("--fusion-from", help="hybrid: take the fusion chosen on dev from this file "
+                                          "(metrics/retrieval/hybrid.json)")
     ix.set_defaults(func=_index)
-    se = sub.add_parser("search", help="the documents of an index nearest to query texts (cosine)")
+    se = sub.add_parser("search", help="the documents of an index best for query texts")
     se.add_argument("--index", required=True, help="a directory written by `reprotext index`")
     se.add_argument("-k", type=int, default=10, help="results per query (default: %(default)s)")
+    se.add_argument("--method", choices=("bm25", "dense", "hybrid"),
+                    help="search a hybrid index with one side only (default: the index's method)")
     se.add_argument("--model", help="the model to embed queries with (default: the one that built the index)")
     se.add_argument("--tokenizer", help="its tokenizer (default: the one the index records)")
-    se.add_argument("query", nargs="+", help="query text(s)")
+    se.add_argument("--queries", help="a file of queries, one a line, or - to read them from stdin as they come "
+                                      "(the index stays loaded)")
+    se.add_argument("--timing", action="store_true", help="print load time and per-query latency to stderr")
+    se.add_argument("query", nargs="*", help="query text(s)")
     se.set_defaults(func=_search)
     return parser
 

@@ -177,7 +177,7 @@ class BagOptions(_Section):
     piece_ngrams: int = Field(1, ge=1, le=8)  # longest piece n-gram (1 = the pieces alone)
     word_ngrams: int = Field(2, ge=0, le=8)  # longest word n-gram (0 = none, 1 = words, 2 = + word bigrams)
     buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features (min_count 0)
-    min_count: int = Field(0, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
+    min_count: int = Field(2, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
 
     @model_validator(mode="after")
@@ -239,7 +239,7 @@ class TrainConfig(_Section):
     rnn: RNNOptions = RNNOptions()
     transformer: TransformerOptions = TransformerOptions()
     hidden_dim: int = Field(0, ge=0)
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     dropconnect: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
     l1: float = Field(0.0, ge=0)
@@ -253,7 +253,7 @@ class TrainConfig(_Section):
     warmup: float = Field(0.0, ge=0, lt=1)
     gd_mode: Literal["minibatch", "sgd", "full"] = "minibatch"
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(15, ge=1)
+    max_epochs: int = Field(30, ge=1)
     monitor: Literal["dev/loss", "dev/accuracy"] = "dev/loss"
     mode: Literal["min", "max"] = "min"
     patience: int = Field(3, ge=0)
@@ -314,10 +314,10 @@ class FinetuneConfig(_Section):
     """The target task: the trained encoder under a new head, against from-scratch runs; few-shot and zero-shot."""
 
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)  # the head's; the encoder gets lr * encoder_lr_factor
+    lr: float = Field(1e-2, gt=0)  # the head's; the encoder gets lr * encoder_lr_factor
     weight_decay: float = Field(0.0, ge=0)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    max_epochs: int = Field(15, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    max_epochs: int = Field(30, ge=1)
     patience: int = Field(3, ge=0)
     seed: int = 42
     threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
@@ -335,7 +335,7 @@ class FinetuneConfig(_Section):
     fewshot_patience: int | None = Field(None, ge=0)  # None: patience
     # label -> words describing it for zero-shot; unlisted labels use their name split into words.
     zeroshot_descriptions: dict[str, str] = {}
-    zeroshot_center: bool = True  # centre vectors on the documents' mean before the cosine
+    zeroshot_center: bool = False  # centre vectors on the documents' mean before the cosine
     dual_encoder: DualEncoderOptions = DualEncoderOptions()
 
     @model_validator(mode="after")
@@ -372,10 +372,80 @@ SECTIONS: dict[str, type[_Section]] = {
     "evaluate": EvaluateConfig,
 }
 
+
+# ---------------------------------------------------------------- the retrieval pipeline (retrieval/params.yaml)
+
+class CollectionConfig(_Section):
+    """A test collection in the BEIR layout and the dev queries carved out of its training queries."""
+
+    data: str = "data/retrieval/beir"  # a folder with corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv
+    dev_fraction: float = Field(0.2, gt=0, lt=1)  # of the training queries, when there is no qrels/dev.tsv
+    lowercase: bool = True  # the text the subword tokenizer and the dual encoder read (BM25 lowercases anyway)
+    seed: int = 0
+
+
+class BM25Config(_Section):
+    """Okapi BM25 (bm25s, Lucene variant) over the corpus."""
+
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    stopwords: Literal["english"] | None = "english"
+    stemmer: str | None = "english"  # a Snowball language of PyStemmer, or null
+    depth: int = Field(1000, ge=10)  # documents ranked per query in the runs it writes
+
+
+class DSSMConfig(_Section):
+    """The DSSM-style dual encoder (one shared tower over piece embeddings) and its training pairs."""
+
+    pooling: Literal["mean", "max"] = "mean"
+    max_len: int = Field(512, ge=8)
+    judged_pairs: bool = True  # (training query, relevant document) pairs from qrels/train.tsv
+    title_pairs: bool = True  # a document's title queries its abstract (documents with a title)
+    ict_pairs: bool = True  # the inverse cloze task (Lee et al. 2019): a span of a document queries the rest
+    ict_span: int = Field(24, ge=2)  # pieces in an inverse-cloze query
+    ict_keep: float = Field(0.1, ge=0, le=1)  # how often the span stays in its document (Lee et al.: 0.1)
+    judged_repeat: int = Field(4, ge=1)  # each judged pair appears this often per epoch (there are few of them)
+    hard_negatives: bool = True  # each judged pair also ranks BM25's best non-relevant document below its own
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    temperature: float = Field(0.05, gt=0)
+    seed: int = 0
+
+
+class HybridConfig(_Section):
+    """Dense + BM25 fusion, its method and weight chosen on the dev queries; the test metrics of all three."""
+
+    methods: tuple[Literal["rrf", "convex"], ...] = ("rrf", "convex")  # candidates; dev picks one
+    # Weight of the dense side: RRF score w / (k + rank_dense) + (1 - w) / (k + rank_bm25); convex: w * dense +
+    # (1 - w) * bm25 after min-max normalising each over its top ``depth`` documents.
+    weights: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    rrf_k: int = Field(60, ge=1)
+    depth: int = Field(1000, ge=10)  # documents of each list that take part in the fusion
+
+    @model_validator(mode="after")
+    def _weights_in_range(self) -> "HybridConfig":
+        if not self.weights or any(not 0.0 <= w <= 1.0 for w in self.weights):
+            raise ValueError(f"weights {list(self.weights)} must be non-empty and within [0, 1]")
+        if not self.methods:
+            raise ValueError("methods must name at least one of rrf, convex")
+        return self
+
+
+RETRIEVAL_SECTIONS: dict[str, type[_Section]] = {
+    "collection": CollectionConfig,
+    "vocab": TokenizeConfig,
+    "word2vec": EmbedConfig,
+    "bm25": BM25Config,
+    "dssm": DSSMConfig,
+    "hybrid": HybridConfig,
+}
+
 S = TypeVar("S", bound=_Section)
 
 
-def read_params(path: str | Path = "params.yaml") -> dict:
+def read_params(path: str | Path = "params.yaml", sections: dict[str, type[_Section]] | None = None) -> dict:
     """Read params.yaml as a dict, with a clear error when it is missing or not YAML."""
     path = Path(path)
     if not path.is_file():
@@ -386,15 +456,17 @@ def read_params(path: str | Path = "params.yaml") -> dict:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of stage sections, got {type(params).__name__}")
-    unknown = sorted(set(params) - set(SECTIONS))
+    sections = SECTIONS if sections is None else sections
+    unknown = sorted(set(params) - set(sections))
     if unknown:
-        raise ConfigError(f"{path}: unknown section {unknown[0]!r}{_did_you_mean(unknown[0], SECTIONS)}")
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r}{_did_you_mean(unknown[0], sections)}")
     return params
 
 
-def parse_section(name: str, values: dict | None, where: str = "params.yaml") -> _Section:
+def parse_section(name: str, values: dict | None, where: str = "params.yaml",
+                  sections: dict[str, type[_Section]] | None = None) -> _Section:
     """Validate one section's values into its typed config."""
-    cls = SECTIONS[name]
+    cls = (SECTIONS if sections is None else sections)[name]
     try:
         return cls.model_validate(values or {})
     except ValidationError as exc:
@@ -411,19 +483,23 @@ def parse_section(name: str, values: dict | None, where: str = "params.yaml") ->
         raise ConfigError(f"{where}: {loc} = {err.get('input')!r}: {msg}") from exc
 
 
-def parse_all(params: dict, where: str = "params.yaml") -> dict[str, _Section]:
+def parse_all(params: dict, where: str = "params.yaml",
+              sections: dict[str, type[_Section]] | None = None) -> dict[str, _Section]:
     """Validate every section of ``params`` (in pipeline order), so a bad value anywhere stops the first stage."""
-    return {name: parse_section(name, params.get(name), where) for name in SECTIONS}
+    sections = SECTIONS if sections is None else sections
+    return {name: parse_section(name, params.get(name), where, sections=sections) for name in sections}
 
 
-def load_section(name: str, cls: type[S], path: str | Path = "params.yaml") -> S:
-    """Load one stage's section of params.yaml, after validating the whole file.
+def load_section(name: str, cls: type[S], path: str | Path = "params.yaml",
+                 sections: dict[str, type[_Section]] | None = None) -> S:
+    """Load one stage's section of params.yaml (or of another pipeline's params, ``sections``), after validating
+    the whole file.
 
     Every section is checked, not only ``name``'s: a bad ``train.dropout`` stops the first stage that runs,
     in seconds, rather than the train stage after prepare..embed did their work. What a stage *reads* (and so
     what DVC re-runs it for) is still its own section only.
     """
-    config = parse_all(read_params(path), where=str(path))[name]
+    config = parse_all(read_params(path, sections), where=str(path), sections=sections)[name]
     assert isinstance(config, cls)
     return config
 

@@ -125,18 +125,20 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def pipeline_key(root: Path, commit: str) -> str:
-    """``DVC_EXP_NAME`` when DVC runs an experiment, else commit + params hash."""
+def pipeline_key(root: Path, commit: str, pipeline: str | None = None) -> str:
+    """``DVC_EXP_NAME`` when DVC runs an experiment, else commit + params hash (prefixed by a sub-pipeline's name)."""
     if os.environ.get("DVC_EXP_NAME"):
-        return os.environ["DVC_EXP_NAME"]
-    params = root / "params.yaml"
+        return os.environ["DVC_EXP_NAME"] + (f"-{pipeline}" if pipeline else "")
+    params = (root / pipeline if pipeline else root) / "params.yaml"
     digest = _sha256(params)[:10] if params.is_file() else "noparams"
-    return f"{commit[:10]}-{digest}"
+    return f"{pipeline + '-' if pipeline else ''}{commit[:10]}-{digest}"
 
 
-def stage_metrics_files(root: Path) -> dict[str, list[Path]]:
-    """Each stage's metrics files as declared in dvc.yaml."""
-    dvc = yaml.safe_load((root / "dvc.yaml").read_text()) if (root / "dvc.yaml").is_file() else {}
+def stage_metrics_files(root: Path, pipeline: str | None = None) -> dict[str, list[Path]]:
+    """Each stage's metrics files as declared in dvc.yaml (``pipeline``: <root>/<pipeline>/dvc.yaml, whose stages
+    run in the repository root)."""
+    path = (root / pipeline if pipeline else root) / "dvc.yaml"
+    dvc = yaml.safe_load(path.read_text()) if path.is_file() else {}
     out: dict[str, list[Path]] = {}
     for name, stage in ((dvc or {}).get("stages") or {}).items():
         entries = stage.get("metrics", [])
@@ -206,11 +208,13 @@ def best_effort(what: str) -> Iterator[None]:
 class Tracker:
     """Parent/child run bookkeeping for one stage process."""
 
-    def __init__(self, stage: str, root: Path):
+    def __init__(self, stage: str, root: Path, pipeline: str | None = None):
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.mlflow, self.stage, self.root = mlflow, stage, root
+        self.mlflow, self.stage, self.root, self.pipeline = mlflow, stage, root, pipeline
+        # A sub-pipeline (retrieval/dvc.yaml, run from the root) has its own dvc.yaml and params.yaml.
+        self.home = root / pipeline if pipeline else root
         self.uri = reachable_uri(tracking_uri(root), root)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
@@ -225,7 +229,7 @@ class Tracker:
             for key, value in EXPERIMENT_KIND.items():
                 self.client.set_experiment_tag(self.experiment_id, key, value)
         self.commit, self.dirty = git_commit(root)
-        self.key = pipeline_key(root, self.commit)
+        self.key = pipeline_key(root, self.commit, pipeline)
 
     def base_tags(self) -> dict[str, str]:
         tags = {"git.commit": self.commit, "git.dirty": str(self.dirty).lower(), TAG_KEY: self.key}
@@ -243,7 +247,7 @@ class Tracker:
             return found[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=os.environ.get("DVC_EXP_NAME") or f"pipeline {self.key}",
                                      tags={**self.base_tags(), TAG_PARENT: "true"})
-        params_path = self.root / "params.yaml"
+        params_path = self.home / "params.yaml"
         if params_path.is_file():
             params = flatten(yaml.safe_load(params_path.read_text()) or {})
             items = [self.mlflow.entities.Param(k, str(v)) for k, v in params.items()]
@@ -253,7 +257,7 @@ class Tracker:
 
     def input_tags(self) -> dict[str, str]:
         """sha256 of the data and model files this stage reads (dvc.yaml deps outside the code)."""
-        dvc_yaml = self.root / "dvc.yaml"
+        dvc_yaml = self.home / "dvc.yaml"
         dvc = (yaml.safe_load(dvc_yaml.read_text()) if dvc_yaml.is_file() else None) or {}
         tags = {}
         for dep in (dvc.get("stages") or {}).get(self.stage, {}).get("deps", []):
@@ -270,7 +274,7 @@ class Tracker:
 
     def finish(self, run_id: str, parent_id: str) -> None:
         """Tag this run with its metrics hash and bring the parent up to date with every stage."""
-        files = stage_metrics_files(self.root)
+        files = stage_metrics_files(self.root, self.pipeline)
         own = [p for p in files.get(self.stage, []) if p.is_file()]
         if own:
             self.client.set_tag(run_id, TAG_METRICS_SHA, _sha256(own[0]))
@@ -303,13 +307,15 @@ class Tracker:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
+def stage_run(stage: str, params: Mapping[str, Any], pipeline: str | None = None) -> Iterator[Any]:
     """One MLflow run for one stage execution, nested under its pipeline's parent run.
 
     Yields the ``mlflow`` module with the run active; the run (and the parent)
-    end FAILED when the stage raises.
+    end FAILED when the stage raises. ``pipeline`` names a sub-pipeline run from
+    the root (``retrieval``: retrieval/dvc.yaml and retrieval/params.yaml); its
+    stages get a parent run of their own.
     """
-    tracker = Tracker(stage, project_root())
+    tracker = Tracker(stage, project_root(), pipeline)
     parent_id = tracker.parent()
     tags = {**tracker.base_tags(), TAG_STAGE: stage, **tracker.input_tags()}
     mlflow = tracker.mlflow

@@ -17,18 +17,59 @@ from reprotext.errors import ConfigError
 from reprotext.tokenizer import PAD, TokenArray, Tokenizer
 
 
+# A few words per label of the builtin label sets (the corpora's texts are lowercase letters only): what a
+# user would type to describe the class, written from the label names and the corpora's documentation,
+# never from test documents. A label set that is a subset of one of these gets its descriptions.
+BUILTIN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "reuters-r8": {
+        "acq": "acquisition merger takeover company acquire shares stake buy",
+        "crude": "crude oil petroleum barrels opec prices energy",
+        "earn": "earnings profit net income per share dividend quarter",
+        "grain": "grain wheat corn harvest crop agriculture tonnes",
+        "interest": "interest rates bank rate cut central bank lending",
+        "money-fx": "money foreign exchange currency dollar yen market",
+        "ship": "shipping ships vessels port cargo freight tanker",
+        "trade": "trade deficit surplus exports imports tariffs",
+    },
+    "20newsgroups": {
+        "alt.atheism": "atheism atheists god religion belief",
+        "comp.graphics": "computer graphics images rendering software",
+        "comp.os.ms-windows.misc": "microsoft windows operating system dos",
+        "comp.sys.ibm.pc.hardware": "ibm pc hardware drives motherboard",
+        "comp.sys.mac.hardware": "apple mac macintosh hardware",
+        "comp.windows.x": "x window system server motif",
+        "misc.forsale": "for sale price offer shipping",
+        "rec.autos": "cars automobiles engine driving",
+        "rec.motorcycles": "motorcycles bikes riding helmet",
+        "rec.sport.baseball": "baseball game players season pitching",
+        "rec.sport.hockey": "hockey game players season nhl",
+        "sci.crypt": "cryptography encryption keys security privacy",
+        "sci.electronics": "electronics circuits voltage power",
+        "sci.med": "medicine medical doctors disease patients",
+        "sci.space": "space nasa orbit launch shuttle",
+        "soc.religion.christian": "christian church jesus bible faith",
+        "talk.politics.guns": "guns firearms weapons gun control",
+        "talk.politics.mideast": "middle east israel arab politics",
+        "talk.politics.misc": "politics government president tax",
+        "talk.religion.misc": "religion morality christian god",
+    },
+}
+
+
 def default_description(label: str) -> str:
     """A label name as words: ``money-fx`` -> ``money fx``, ``sci.space`` -> ``sci space``."""
     return " ".join(w for w in re.split(r"[\W_]+", label) if w) or label
 
 
 def descriptions(labels: Sequence[str], overrides: Mapping[str, str]) -> list[str]:
-    """One description per label: ``overrides[label]`` where given, else the label name as words."""
+    """One description per label: ``overrides[label]`` where given, else the builtin description of a builtin
+    label set (``BUILTIN_DESCRIPTIONS``), else the label name as words."""
     unknown = sorted(set(overrides) - set(labels))
     if unknown:
         raise ConfigError(f"finetune.zeroshot_descriptions names label {unknown[0]!r}, which the target task does not "
                           f"have; use one of {', '.join(labels)}")
-    return [overrides.get(label) or default_description(label) for label in labels]
+    builtin = next((d for d in BUILTIN_DESCRIPTIONS.values() if set(labels) <= set(d)), {})
+    return [overrides.get(label) or builtin.get(label) or default_description(label) for label in labels]
 
 
 def mean_vectors(vectors: np.ndarray, docs: TokenArray, max_len: int | None = None) -> np.ndarray:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,10 @@ from torch import nn
 from reprotext.errors import ArtifactError, DataError
 from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models import Classifier, ModelConfig
-from reprotext.tokenizer import TokenArray
+from reprotext.retrieval.dense import DenseIndex, encode
+from reprotext.retrieval.documents import read_documents
+from reprotext.retrieval.qbe import K_MAP, evaluate_scorer
+from reprotext.tokenizer import PAD, TokenArray
 from reprotext.training.data import collate
 from reprotext.training.optim import make_optimizer
 
@@ -47,19 +51,27 @@ CONFIG_FILE, WEIGHTS_FILE = "encoder.json", "encoder.pt"
 
 
 def contrastive_loss(queries: torch.Tensor, docs: torch.Tensor, temperature: float,
-                     labels: torch.Tensor | None = None) -> torch.Tensor:
+                     labels: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
+                     negative_labels: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric in-batch-negatives InfoNCE over the cosines of (B, D) query and document vectors.
 
-    With ``labels`` (B,), pairs (i, j != i) of the same label are masked out of both softmaxes.
+    With ``labels`` (B,), pairs (i, j != i) of the same label are masked out of both softmaxes (another query's
+    document that is the same document, or of the same class, is not a negative). ``negatives`` (M, D) are extra
+    documents (hard negatives, Karpukhin et al. 2020) that every query must rank below its own; those whose
+    ``negative_labels`` (M,) equal a query's label are masked for it. They join the query-to-document softmax only.
     """
     q, d = F.normalize(queries, dim=-1), F.normalize(docs, dim=-1)
-    logits = q @ d.T / temperature  # (B, B)
+    b = len(q)
+    cand = d if negatives is None else torch.cat([d, F.normalize(negatives, dim=-1)])
+    logits = q @ cand.T / temperature  # (B, B + M)
     if labels is not None:
-        same = labels[:, None] == labels[None, :]
-        same.fill_diagonal_(False)
+        col = labels if negatives is None else torch.cat([labels, negative_labels])
+        same = labels[:, None] == col[None, :]  # (B, B + M)
+        idx = torch.arange(b, device=q.device)
+        same[idx, idx] = False
         logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(len(q), device=q.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    target = torch.arange(b, device=q.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :b].T, target))
 
 
 def same_label_pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +169,108 @@ def train_dual_encoder(encoder: nn.Module, query_docs: TokenArray, doc_docs: Tok
     return history, best_epoch
 
 
+@dataclass
+class PairBatch:
+    """One epoch of training pairs: token ids of each query and its document, and the document's identity.
+
+    ``keys`` (P,) name the document of each pair (its corpus row): two pairs with the same key share the document,
+    so neither is the other's negative. ``negatives`` (P,) are optional hard negatives (token ids; an empty array
+    for none) with their own ``negative_keys``.
+    """
+
+    queries: list[np.ndarray]
+    docs: list[np.ndarray]
+    keys: np.ndarray
+    negatives: list[np.ndarray] | None = None
+    negative_keys: np.ndarray | None = None
+
+
+def _pad(seqs: list[np.ndarray], max_len: int, width: int | None = None) -> torch.Tensor:
+    width = width or max(1, max(min(len(x), max_len) for x in seqs))
+    out = np.full((len(seqs), width), PAD, dtype=np.int64)
+    for row, ids in enumerate(seqs):
+        ids = ids[:max_len]
+        out[row, :len(ids)] = ids
+    return torch.from_numpy(out)
+
+
+def train_on_pairs(encoder: nn.Module, epoch_pairs: Callable[[np.random.Generator], PairBatch], *, epochs: int,
+                   batch_size: int, lr: float, temperature: float, max_len: int, seed: int,
+                   weight_decay: float = 0.0, select: Callable[[nn.Module], float] | None = None,
+                   ) -> tuple[list[dict[str, float]], int]:
+    """Train ``encoder`` in place on (query, document) pairs with in-batch (and hard) negatives.
+
+    ``epoch_pairs(rng)`` draws one epoch's pairs (self-supervised pairs are sampled anew each epoch). ``select``
+    (higher is better) scores the encoder before training and after every epoch; the best epoch's weights are
+    restored. Returns (history: epoch, train/loss, dev/score; the best epoch).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
+    history: list[dict[str, float]] = []
+    best_epoch, best_score, best_state = 0, -np.inf, None
+    if select is not None:
+        best_score = float(select(encoder))
+        best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        history.append({"epoch": 0, "dev/score": best_score})
+    for epoch in range(1, epochs + 1):
+        pairs = epoch_pairs(rng)
+        order = rng.permutation(len(pairs.keys))
+        encoder.train()
+        losses = []
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            if len(idx) < 2:  # one pair has no in-batch negative
+                continue
+            sides = [[pairs.queries[i] for i in idx], [pairs.docs[i] for i in idx]]
+            neg = [int(i) for i in idx if pairs.negatives is not None and len(pairs.negatives[i])]
+            if neg:
+                sides.append([pairs.negatives[i] for i in neg])
+            width = max(1, max(min(len(x), max_len) for side in sides for x in side))
+            # One forward over all sides keeps batch-dependent layers consistent.
+            out = encoder(torch.cat([_pad(side, max_len, width) for side in sides]))  # (2B + H, D)
+            b = len(idx)
+            keys = torch.from_numpy(pairs.keys[idx].astype(np.int64))
+            loss = contrastive_loss(out[:b], out[b:2 * b], temperature, keys,
+                                    out[2 * b:] if neg else None,
+                                    torch.from_numpy(pairs.negative_keys[neg].astype(np.int64)) if neg else None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        encoder.eval()
+        row = {"epoch": epoch, "train/loss": float(np.mean(losses)) if losses else float("nan"), "pairs": len(order)}
+        if select is not None:
+            row["dev/score"] = float(select(encoder))
+            if row["dev/score"] > best_score:
+                best_epoch, best_score = epoch, row["dev/score"]
+                best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        else:
+            best_epoch = epoch
+        log.info("dual encoder epoch %d: loss %.4f over %d pairs%s", epoch, row["train/loss"], len(order),
+                 f", dev {row['dev/score']:.4f}" if "dev/score" in row else "")
+        history.append(row)
+    if best_state is not None:
+        encoder.load_state_dict(best_state)
+    encoder.eval()
+    return history, best_epoch
+
+
+def inverse_cloze(doc: np.ndarray, rng: np.random.Generator, span: int, keep_prob: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse cloze task (Lee et al. 2019) on one document's token ids: a random span of ``span`` ids is the
+    query; the document is the rest, or (with ``keep_prob``) the whole, so that lexical overlap still counts."""
+    n = len(doc)
+    if n <= span + 1:
+        cut = max(1, n // 2)
+        return doc[:cut], doc if rng.random() < keep_prob else doc[cut:]
+    start = int(rng.integers(0, n - span + 1))
+    query = doc[start:start + span]
+    rest = doc if rng.random() < keep_prob else np.concatenate([doc[:start], doc[start + span:]])
+    return query, rest
+
+
 def save_encoder(model: Classifier, directory: Path, info: dict) -> None:
     """The encoder's weights and the model config that rebuilds it (the head is not part of a dual encoder)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -194,8 +308,6 @@ def load_encoder(directory: str | Path, tokenizer_sha256: str | None = None) -> 
 
 def read_pairs(path: str | Path, query_column: str, document_column: str) -> tuple[list[str], list[str]]:
     """A user's (query, document) text pairs from two columns of a .csv/.tsv/.parquet/.jsonl table."""
-    from reprotext.retrieval import read_documents
-
     queries = read_documents(path, query_column)["text"].tolist()
     docs = read_documents(path, document_column)["text"].tolist()
     keep = [i for i, (q, d) in enumerate(zip(queries, docs)) if q.strip() and d.strip()]
@@ -208,8 +320,6 @@ def read_pairs(path: str | Path, query_column: str, document_column: str) -> tup
 def dev_map(encoder: nn.Module, queries: TokenArray, query_labels: np.ndarray, docs: TokenArray,
             doc_labels: np.ndarray, max_len: int, center: bool = True) -> float:
     """mAP@100 of ``queries`` against the collection ``docs`` (relevant: the same label)."""
-    from reprotext.retrieval import K_MAP, DenseIndex, encode, evaluate_scorer
-
     index = DenseIndex.build(encode(encoder, docs, max_len), center)
     q = encode(encoder, queries, max_len)
     ev = evaluate_scorer(lambda idx: index.scores(q[idx]), len(q), query_labels, doc_labels)

@@ -68,14 +68,14 @@ def test_one_mlflow_run_per_stage_under_one_parent(repo):
 def test_second_repro_is_a_no_op(repo):
     out = sh(["dvc", "repro"], repo).stdout
     assert "Running stage" not in out
-    assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}
+    assert json.loads(sh(["dvc", "status", "--json", "dvc.yaml"], repo).stdout) == {}
 
 
 def test_changing_train_params_reruns_only_downstream(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["lr"] = 0.05
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert sorted(json.loads(sh(["dvc", "status", "--json"], repo).stdout)) == ["train"]
+    assert sorted(json.loads(sh(["dvc", "status", "--json", "dvc.yaml"], repo).stdout)) == ["train"]
     out = sh(["dvc", "repro"], repo).stdout
     ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
     assert ran == ["train", "finetune", "evaluate"]
@@ -109,6 +109,8 @@ def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
         cmd = [swap.get(a, a) for a in cmd] + ["--params", str(tmp_path / "params.yaml")]
         sh(cmd, repo, extra_env=env)
 
+    kept = ["models/pretrain/meta.json", "metrics/pretrain.json", "models/train/model.pt", "metrics/train.json"]
+    before = {p: (repo / p).read_bytes() for p in kept}
     outs = {"models/pretrain": str(tmp_path / "pretrain"), "metrics/pretrain.json": str(tmp_path / "pretrain.json")}
     run("pretrain", outs)
     metrics = json.loads((tmp_path / "pretrain.json").read_text())
@@ -130,4 +132,4 @@ def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
         assert curve["k"].tolist() == [1, 5] and curve["lm_pretrained"].between(0, 1).all()
         assert set(json.loads((tmp_path / "ft.json").read_text())["fewshot"]["k1"]) == {
             "lm_pretrained", "pretrained", "scratch_random", "scratch_train_init"}
-    assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}  # nothing of the repository's changed
+    assert {p: (repo / p).read_bytes() for p in kept} == before  # the repository's own outputs are untouched

@@ -76,14 +76,17 @@ def main() -> None:
         for variant in builders:
             part = [r for r in rows if r["k"] == k and r["variant"] == variant]
             acc, f1 = np.array([r["accuracy"] for r in part]), np.array([r["macro_f1"] for r in part])
-            summary[f"k{k}/{variant}"] = {"accuracy_mean": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
+            summary[f"k{k}/{variant}"] = {"accuracy_mean": acc.mean(),
+                                          "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
                                           "macro_f1_mean": f1.mean(), "seeds": len(part)}
-    out = {"lm": {"objective": meta["objective"], "dev_perplexity_by_epoch": [r["dev/perplexity"] for r in meta["history"]],
+    out = {"lm": {"objective": meta["objective"],
+                  "dev_perplexity_by_epoch": [r["dev/perplexity"] for r in meta["history"]],
                   "unigram_perplexity": meta["unigram_perplexity"], "max_tokens": meta["config"]["max_tokens"]},
            "max_len": args.max_len, "dev_score_docs": len(dev_score), "summary": summary, "runs": rows}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     for key, v in summary.items():
-        print(f"{key:>24}: accuracy {v['accuracy_mean']:.3f} +- {v['accuracy_std']:.3f}, macro-F1 {v['macro_f1_mean']:.3f}")
+        print(f"{key:>24}: accuracy {v['accuracy_mean']:.3f} +- {v['accuracy_std']:.3f}, "
+              f"macro-F1 {v['macro_f1_mean']:.3f}")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,8 @@ def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
     if model == "transformer":  # the few-shot curve gains the LM-pretrained (not source-trained) column
         run("finetune", {**outs, "models/train": str(tmp_path / "train"), "models/finetune": str(tmp_path / "ft"),
                          "reports/finetune_history.csv": str(tmp_path / "ft_history.csv"),
-                         "reports/finetune": str(tmp_path / "ft_report"), "metrics/finetune.json": str(tmp_path / "ft.json")})
+                         "reports/finetune": str(tmp_path / "ft_report"),
+                         "metrics/finetune.json": str(tmp_path / "ft.json")})
         curve = pd.read_csv(tmp_path / "ft_report/fewshot_curve.csv")
         assert list(curve.columns) == ["k", "lm_pretrained", "pretrained", "scratch_random", "scratch_train_init"]
         assert curve["k"].tolist() == [1, 5] and curve["lm_pretrained"].between(0, 1).all()

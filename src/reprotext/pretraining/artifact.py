@@ -94,7 +94,8 @@ def read_meta(directory: str | Path, tokenizer_sha256: str | None = None) -> dic
         raise ArtifactError(f"{directory}: pretrain format {meta.get('format_version')} is not {FORMAT_VERSION}; "
                             "rerun `dvc repro pretrain`")
     if tokenizer_sha256 is not None and meta.get("tokenizer_sha256") != tokenizer_sha256:
-        raise ArtifactError(f"{directory}: encoder was pretrained with tokenizer {str(meta.get('tokenizer_sha256'))[:12]}, "
+        theirs = str(meta.get("tokenizer_sha256"))[:12]
+        raise ArtifactError(f"{directory}: encoder was pretrained with tokenizer {theirs}, "
                             f"not {tokenizer_sha256[:12]}; rerun `dvc repro pretrain`")
     return meta
 

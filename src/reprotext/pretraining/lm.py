@@ -103,7 +103,7 @@ class CausalRNNLM(LanguageModel):
             h = layer(enc.drop(h) if i else h)[0]  # (B, T, H)
         out = [(self.project[0](enc.drop(h)), next_targets(ids))]
         if enc.backward_layers:
-            # The same in-place reversal as RNNEncoder.forward: a document's pieces flipped, its padding left at the end.
+            # RNNEncoder.forward's in-place reversal: a document's pieces flipped, its padding left at the end.
             B, T = ids.shape
             steps = torch.arange(T, device=ids.device)
             lengths = (ids != PAD).sum(1).clamp(min=1)

@@ -273,3 +273,23 @@ def test_bf16_mixed_precision_runs(model):
     assert all(np.isfinite(r["dev/perplexity"]) and np.isfinite(r["train/loss"]) for r in result.history)
     with pytest.raises(ConfigError, match="no CUDA device") if not torch.cuda.is_available() else nullcontext():
         pretrain(_lm(model, cfg), train, dev, cfg.model_copy(update={"accelerator": "gpu"}))
+
+
+@pytest.mark.parametrize("model", list(OPTIONS))
+def test_pretraining_repeats_for_a_seed(model):
+    """Two runs with the same seed: the same history and the same weights, bit for bit (DVC trusts the outputs)."""
+    from reprotext.tokenizer import TokenArray
+
+    stream = _topic_stream(1200)
+    train = pack([TokenArray(stream[:1000].astype(np.int32), np.array([0, 1000]))], SMALL.seq_len)
+    dev = pack([TokenArray(stream[1000:].astype(np.int32), np.array([0, 200]))], SMALL.seq_len)
+    cfg = SMALL.model_copy(update={"max_tokens": 1024, "dropout": 0.1})
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        lm = build_language_model(model, OPTIONS[model], _vectors(), cfg)
+        result = pretrain(lm, train, dev, cfg)
+        runs.append(([{k: v for k, v in r.items() if not k.startswith("throughput")} for r in result.history],
+                     lm.transferable()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])

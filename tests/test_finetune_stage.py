@@ -20,8 +20,9 @@ def test_finetune_reports_transfer_fewshot_and_zeroshot(pipeline):
                                        for k in ("accuracy", "macro_f1")}
     for run in m["runs"].values():
         assert run["epochs_to_best"] == run["best_epoch"] + 1 and 0.0 <= run["dev"]["accuracy"] <= 1.0
-        assert run["frozen_groups_per_epoch"][0] == 1  # warm-up: the bag's one encoder group is frozen, then thaws
-        assert run["frozen_groups_per_epoch"][1:] == [0] * (run["epochs_run"] - 1)
+        # Warm-up: the bag's two encoder groups (piece table, n-gram table) are frozen, then thaw top first.
+        frozen = run["frozen_groups_per_epoch"]
+        assert frozen[:2] == [2, 1] and frozen[2:] == [0] * (run["epochs_run"] - 2)
     curve = pd.read_csv(pipeline / "reports/finetune/fewshot.csv", dtype={"k": str})
     params = yaml.safe_load((pipeline / "params.yaml").read_text())["finetune"]
     assert len(curve[curve["k"] != "all"]) == len(params["fewshot_k"]) * len(params["fewshot_seeds"]) * 3

@@ -310,7 +310,7 @@ def killed_then_rerun(pipeline: Path, tmp_path_factory) -> dict:
     final = subprocess.run(["dvc", "repro", "--force", "--single-item", "train"], cwd=repo, env=repo_env(),
                            capture_output=True, text=True, timeout=900)
     assert final.returncode == 0, final.stderr[-3000:]
-    status = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=repo_env(), capture_output=True, text=True)
+    status = subprocess.run(["dvc", "status", "--json", "dvc.yaml"], cwd=repo, env=repo_env(), capture_output=True, text=True)
     return {"repo": repo, "reference": reference, "seen": seen, "status": status.stdout}
 
 

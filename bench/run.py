@@ -909,6 +909,7 @@ def markdown(b: Bench, meta: dict) -> str:
                          f"{r['peak_rss_gib']:.2f} | {_f(r.get('time_growth'))} | {_f(r.get('time_exponent'))} | "
                          f"{_f(r.get('rss_growth'))} |")
     lines += [""] + [f"- {n}" for n in b.notes["scaling"]] + [""]
+    lines += scifact_markdown(BENCH_DIR / "results/scifact.json")
     # ---- GPU
     lines += ["## GPU (bench/gpu_train.sh: train stage, bf16, one short run, < 5 min)", ""]
     gpu = BENCH_DIR / "results/gpu_train.json"
@@ -926,6 +927,31 @@ def markdown(b: Bench, meta: dict) -> str:
                   "`bash bench/gpu_train.sh` on a CUDA machine writes bench/results/gpu_train.json, which this "
                   "section then reports.", ""]
     return "\n".join(lines)
+
+
+def scifact_markdown(path: Path) -> list[str]:
+    """The retrieval section: the last bench/results/scifact.json of bench/bench_scifact.py (``make bench-scifact``)."""
+    lines = ["## Retrieval on SciFact (bench/bench_scifact.py: BEIR test claims, ir-measures)", ""]
+    if not path.is_file():
+        return lines + ["Not run: `make bench-scifact` (needs ../shared/datasets/scifact) writes "
+                        "bench/results/scifact.json, which this section then reports.", ""]
+    r = json.loads(path.read_text())
+    lat = r.get("search_latency_index_loaded_once", {})
+    lines += [f"From `{r.get('command', 'python bench/bench_scifact.py')}` of {r.get('date', '?')}: "
+              f"{r.get('test_queries', '?')} test claims over {r.get('documents', '?'):,} abstracts; "
+              "latency with the index loaded once, one query at a time.", "",
+              "| method | nDCG@10 | R@100 | MRR@10 | search ms (median / p95) |", "|---|---:|---:|---:|---:|"]
+    for name in ("bm25", "dense", "hybrid"):
+        m, t = r[name], lat.get(name, {})
+        lines.append(f"| {name} | {m['ndcg_at_10']:.3f} | {m['recall_at_100']:.3f} | {m['mrr_at_10']:.3f} | "
+                     f"{_f(t.get('median_ms'), '.1f')} / {_f(t.get('p95_ms'), '.1f')} |")
+    fusion = r["hybrid"].get("fusion", {})
+    published = ", ".join(f"{k} {v}" for k, v in r.get("published_ndcg_at_10", {}).items())
+    lines += ["", f"Hybrid: {fusion.get('method')} fusion, dense weight {fusion.get('weight')}, chosen on "
+                  f"{r.get('dev', {}).get('queries', '?')} dev claims carved from the training claims; "
+              f"hybrid - BM25 = {r['hybrid']['ndcg_at_10'] - r['bm25']['ndcg_at_10']:+.3f} nDCG@10. "
+              f"Published nDCG@10 on this test set: {published}.", ""]
+    return lines
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

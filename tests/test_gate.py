@@ -59,7 +59,7 @@ def test_workflow_is_valid_against_the_github_schema():
 
 @pytest.mark.slow
 def test_retrain_script_gates_worse_and_passes_better(tmp_path):
-    baseline = {"max_epochs": 4, "lr": 0.03}
+    baseline = {"max_epochs": 2, "lr": 0.03}  # cut short: the same recipe trained to convergence is better
     repo = copy_repo(tmp_path / "repo", {
         "prepare": {"max_docs": 400}, "tokenize": {"vocab_size": 600}, "embed": {"dim": 16, "epochs": 1},
         "train": {**baseline, "bag": {"buckets": 20_000}}, "finetune": baseline})
@@ -85,8 +85,9 @@ def test_retrain_script_gates_worse_and_passes_better(tmp_path):
     assert "| train.lr | 0.0300 | 0.0000 |" in (repo / "retrain-report.md").read_text()
     sh(["git", "checkout", "-q", "--", "."], repo)
 
-    # More epochs at a higher rate: better than the baseline; passes and pushes.
-    better = {"lr": 0.1, "max_epochs": 6}
+    # The same rate trained until early stopping ends it (its first two epochs are the baseline's): better; passes
+    # and pushes. (A higher rate is no safe "better": the sparse bag's SparseAdam overshoots at 0.1.)
+    better = {"lr": 0.03, "max_epochs": 12}
     set_params(repo, {"train": better, "finetune": better})
     passed = sh([script], repo, extra_env={"BASELINE": base_rev, "PUSH": "true"})
     assert "gate: passed" in passed.stdout and "==> dvc push" in passed.stdout
@@ -96,6 +97,6 @@ def test_retrain_script_gates_worse_and_passes_better(tmp_path):
     # A fresh clone restores every output from the remote.
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
-    sh(["dvc", "pull"], clone)
+    sh(["dvc", "pull", "dvc.yaml"], clone)  # the classification pipeline (retrieval/dvc.yaml is its own)
     assert (clone / "models/finetune/model.pt").read_bytes() == (repo / "models/finetune/model.pt").read_bytes()
     assert sh(["dvc", "status", "--json", "dvc.yaml"], clone).stdout.strip() == "{}"  # the retrieval pipeline never ran

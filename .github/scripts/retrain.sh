@@ -23,7 +23,7 @@ say() { printf '==> %s\n' "$*"; }
 
 if [ -n "$(dvc remote list)" ]; then
   say "dvc pull (reusing cached outputs where the remote has them)"
-  dvc pull --allow-missing || say "dvc pull could not fetch everything; the missing stages will run"
+  dvc pull --allow-missing dvc.yaml || say "dvc pull could not fetch everything; the missing stages will run"
 else
   say "no DVC remote configured: skipping dvc pull"
 fi
@@ -36,7 +36,7 @@ if [ -n "$SET_PARAMS" ]; then
   dvc exp run "${overrides[@]}"
 else
   say "dvc repro"
-  dvc repro
+  dvc repro dvc.yaml
 fi
 
 say "report against $BASELINE -> $REPORT"
@@ -48,5 +48,5 @@ reprotext gate --baseline "$BASELINE" --metric "$GATE_METRIC" --tolerance "$GATE
 
 if [ "$PUSH" = "true" ]; then
   say "dvc push"
-  dvc push
+  dvc push dvc.yaml
 fi

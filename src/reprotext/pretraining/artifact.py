@@ -119,7 +119,8 @@ def init_from_pretrained(model: Classifier, directory: str | Path, tokenizer_sha
     if word2vec:
         return WORD2VEC  # the model already holds the word2vec vectors: nothing more to take over
     try:
-        state = torch.load(Path(directory) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        weights = Path(directory) / WEIGHTS_FILE
+        state = torch.load(weights, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise ArtifactError(f"{Path(directory) / WEIGHTS_FILE}: unreadable pretrained weights "
                             f"({exc.__class__.__name__}); rerun `dvc repro pretrain`") from exc

@@ -104,6 +104,45 @@ def _batch(docs: TokenArray, idx: np.ndarray, max_len: int) -> torch.Tensor:
     return ids
 
 
+def _optimizer(encoder: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable weights; a bag's sparse tables get SparseAdam (training/optim.py)."""
+    sparse = encoder.sparse_parameters() if hasattr(encoder, "sparse_parameters") else []
+    return make_optimizer([{"params": [p for p in encoder.parameters() if p.requires_grad]}], "adamw", lr, 0.0,
+                          weight_decay, sparse)
+
+
+class _KeepBest:
+    """Scores the encoder with ``select`` (higher is better) before training and after every epoch, and keeps
+    the best epoch's weights; without ``select`` the last epoch is the best."""
+
+    def __init__(self, encoder: nn.Module, select, history: list[dict[str, float]]):
+        self.encoder, self.select = encoder, select
+        self.epoch, self.score, self.state = 0, -np.inf, None
+        if select is not None:
+            self._keep(0, float(select(encoder)))
+            history.append({"epoch": 0, "dev/score": self.score})  # the starting encoder, before any step
+
+    def _keep(self, epoch: int, score: float) -> None:
+        self.epoch, self.score = epoch, score
+        self.state = {k: v.detach().clone() for k, v in self.encoder.state_dict().items()}
+
+    def update(self, epoch: int, row: dict[str, float]) -> None:
+        """After ``epoch`` (the encoder in eval mode): score it into ``row`` and keep it if it is the best."""
+        if self.select is None:
+            self.epoch = epoch
+            return
+        row["dev/score"] = float(self.select(self.encoder))
+        if row["dev/score"] > self.score:
+            self._keep(epoch, row["dev/score"])
+
+    def restore(self) -> int:
+        """Load the best epoch's weights; returns that epoch."""
+        if self.state is not None:
+            self.encoder.load_state_dict(self.state)
+        self.encoder.eval()
+        return self.epoch
+
+
 def train_dual_encoder(encoder: nn.Module, query_docs: TokenArray, doc_docs: TokenArray | None,
                        labels: np.ndarray | None, *, epochs: int, batch_size: int, lr: float, temperature: float,
                        max_len: int, seed: int, weight_decay: float = 0.0,
@@ -118,15 +157,9 @@ def train_dual_encoder(encoder: nn.Module, query_docs: TokenArray, doc_docs: Tok
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    sparse = encoder.sparse_parameters() if hasattr(encoder, "sparse_parameters") else []  # a bag's sparse tables
-    optimizer = make_optimizer([{"params": [p for p in encoder.parameters() if p.requires_grad]}], "adamw", lr, 0.0,
-                               weight_decay, sparse)
+    optimizer = _optimizer(encoder, lr, weight_decay)
     history: list[dict[str, float]] = []
-    best_epoch, best_score, best_state = 0, -np.inf, None
-    if select is not None:
-        best_score = float(select(encoder))
-        best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-        history.append({"epoch": 0, "dev/score": best_score})  # the starting encoder, before any step
+    best = _KeepBest(encoder, select, history)
     for epoch in range(1, epochs + 1):
         if doc_docs is None:
             q_idx, d_idx = same_label_pairs(labels, rng)
@@ -153,20 +186,11 @@ def train_dual_encoder(encoder: nn.Module, query_docs: TokenArray, doc_docs: Tok
             losses.append(float(loss.detach()))
         encoder.eval()
         row = {"epoch": epoch, "train/loss": float(np.mean(losses)) if losses else float("nan")}
-        if select is not None:
-            row["dev/score"] = float(select(encoder))
-            if row["dev/score"] > best_score:
-                best_epoch, best_score = epoch, row["dev/score"]
-                best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-        else:
-            best_epoch = epoch
+        best.update(epoch, row)
         log.info("dual encoder epoch %d: loss %.4f%s", epoch, row["train/loss"],
                  f", dev mAP@100 {row['dev/score']:.4f}" if "dev/score" in row else "")
         history.append(row)
-    if best_state is not None:
-        encoder.load_state_dict(best_state)
-    encoder.eval()
-    return history, best_epoch
+    return history, best.restore()
 
 
 @dataclass
@@ -206,14 +230,9 @@ def train_on_pairs(encoder: nn.Module, epoch_pairs: Callable[[np.random.Generato
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
+    optimizer = _optimizer(encoder, lr, weight_decay)
     history: list[dict[str, float]] = []
-    best_epoch, best_score, best_state = 0, -np.inf, None
-    if select is not None:
-        best_score = float(select(encoder))
-        best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-        history.append({"epoch": 0, "dev/score": best_score})
+    best = _KeepBest(encoder, select, history)
     for epoch in range(1, epochs + 1):
         pairs = epoch_pairs(rng)
         order = rng.permutation(len(pairs.keys))
@@ -241,20 +260,11 @@ def train_on_pairs(encoder: nn.Module, epoch_pairs: Callable[[np.random.Generato
             losses.append(float(loss.detach()))
         encoder.eval()
         row = {"epoch": epoch, "train/loss": float(np.mean(losses)) if losses else float("nan"), "pairs": len(order)}
-        if select is not None:
-            row["dev/score"] = float(select(encoder))
-            if row["dev/score"] > best_score:
-                best_epoch, best_score = epoch, row["dev/score"]
-                best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-        else:
-            best_epoch = epoch
+        best.update(epoch, row)
         log.info("dual encoder epoch %d: loss %.4f over %d pairs%s", epoch, row["train/loss"], len(order),
                  f", dev {row['dev/score']:.4f}" if "dev/score" in row else "")
         history.append(row)
-    if best_state is not None:
-        encoder.load_state_dict(best_state)
-    encoder.eval()
-    return history, best_epoch
+    return history, best.restore()
 
 
 def inverse_cloze(doc: np.ndarray, rng: np.random.Generator, span: int, keep_prob: float

@@ -3,9 +3,9 @@ from pathlib import Path
 
 from reprotext import stage
 from reprotext.config import SplitConfig, load_section
-from reprotext.data.report import summarize, write_report
-from reprotext.data.split import SPLITS, split_frame
-from reprotext.data.store import read_frame, read_meta, write_frame
+from reprotext.data.report import summarize_profiles, write_report
+from reprotext.data.split_file import split_file
+from reprotext.data.store import read_meta
 from reprotext.errors import DataError
 from reprotext.io import atomic_dir, sha256_file, write_json
 from reprotext.tracking import stage_run
@@ -21,20 +21,18 @@ def main() -> None:
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("split", SplitConfig, args.params)
+    paths = {role: Path(args.prepared) / f"{role}.parquet" for role in ROLES}
+    for path in paths.values():
+        if not path.is_file():
+            raise DataError(f"{path}: prepared data not found; run `dvc repro prepare` first")
     with stage_run("split", cfg.model_dump()) as mlflow:
-        results, summaries, meta = {}, [], {}
-        for role in ROLES:
-            path = Path(args.prepared) / f"{role}.parquet"
-            if not path.is_file():
-                raise DataError(f"{path}: prepared data not found; run `dvc repro prepare` first")
-            results[role] = split_frame(read_frame(path), cfg, where=str(path))
-            summaries.append(summarize(role, results[role], read_meta(path)))
-            meta[role] = {"stage": "split", "role": role, "params": cfg.model_dump(), "input_sha256": sha256_file(path)}
+        summaries = []
         with atomic_dir(args.out) as tmp, atomic_dir(args.report) as report:
-            for role, result in results.items():
+            for role, path in paths.items():
+                meta = {"stage": "split", "role": role, "params": cfg.model_dump(), "input_sha256": sha256_file(path)}
                 (tmp / role).mkdir()
-                for name in SPLITS:
-                    write_frame(result.parts[name], tmp / role / f"{name}.parquet", {**meta[role], "split": name})
+                plan, profiles = split_file(path, cfg, tmp / role, meta)
+                summaries.append(summarize_profiles(role, profiles, plan.leaks_removed, read_meta(path)))
             write_report(report, summaries, cfg)
         metrics = {s.role: s.metrics() for s in summaries}
         write_json(args.metrics, metrics)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,50 @@ class DataSummary:
         return out
 
 
+class SplitProfile:
+    """What the report needs of one split, gathered batch by batch: class counts and lengths, not the text."""
+
+    def __init__(self) -> None:
+        self.labels = pd.Series(dtype="int64")
+        self._chars: list[np.ndarray] = []
+        self._words: list[np.ndarray] = []
+
+    def add(self, part: pd.DataFrame) -> None:
+        """Count the rows of ``part`` (``text``, ``label``), the next batch of the split."""
+        self.labels = self.labels.add(part["label"].value_counts(), fill_value=0)
+        self._chars.append(part["text"].str.len().to_numpy())
+        # Prepared text has single spaces between words and none at the ends.
+        self._words.append(part["text"].str.count(" ").to_numpy() + 1)
+
+    @property
+    def chars(self) -> np.ndarray:
+        return np.concatenate(self._chars) if self._chars else np.zeros(0, dtype=np.int64)
+
+    @property
+    def words(self) -> np.ndarray:
+        return np.concatenate(self._words) if self._words else np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def of(cls, part: pd.DataFrame) -> SplitProfile:
+        profile = cls()
+        profile.add(part)
+        return profile
+
+
 def summarize(role: str, result: SplitResult, prepare_meta: dict[str, Any]) -> DataSummary:
     """Count classes and measure lengths in each split of one dataset."""
-    classes = pd.DataFrame({name: part["label"].value_counts() for name, part in result.parts.items()})
+    profiles = {name: SplitProfile.of(part) for name, part in result.parts.items()}
+    return summarize_profiles(role, profiles, result.leaks_removed, prepare_meta)
+
+
+def summarize_profiles(role: str, profiles: Mapping[str, SplitProfile], leaks_removed: Mapping[str, int],
+                       prepare_meta: dict[str, Any]) -> DataSummary:
+    """:func:`summarize` from the splits' profiles, gathered while writing them."""
+    classes = pd.DataFrame({name: profile.labels for name, profile in profiles.items()})
     classes = classes.reindex(columns=list(SPLITS)).fillna(0).astype(int).sort_index()
     classes["total"] = classes.sum(axis=1)
-    chars = {name: part["text"].str.len().to_numpy() for name, part in result.parts.items()}
-    # Prepared text has single spaces between words and none at the ends.
-    words = {name: part["text"].str.count(" ").to_numpy() + 1 for name, part in result.parts.items()}
+    chars = {name: profile.chars for name, profile in profiles.items()}
+    words = {name: profile.words for name, profile in profiles.items()}
     rows = {}
     for unit, lengths in (("chars", chars), ("words", words)):
         for name in (*SPLITS, "all"):
@@ -55,7 +92,7 @@ def summarize(role: str, result: SplitResult, prepare_meta: dict[str, Any]) -> D
                                   "mean": float(values.mean())}
     lengths = pd.DataFrame.from_dict(rows, orient="index")[["min", "median", "mean", "p95", "max"]]
     return DataSummary(role=role, spec=prepare_meta.get("spec"), classes=classes, lengths=lengths,
-                       chars=chars, leaks_removed=dict(result.leaks_removed),
+                       chars=chars, leaks_removed=dict(leaks_removed),
                        prepare_stats=dict(prepare_meta.get("stats", {})))
 
 

@@ -10,13 +10,14 @@ its share of the dataset (controlled rounding). Grouped splits use sklearn's
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from reprotext.config import SplitConfig
-from reprotext.data.normalize import SPLIT_ORDER, leak_keys
+from reprotext.data.normalize import SPLIT_ORDER, fingerprints, leak_keys
 from reprotext.errors import DataError
 
 SPLITS = tuple(SPLIT_ORDER)
@@ -31,6 +32,14 @@ class SplitResult:
     leaks_removed: dict[str, int]
 
 
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where each row of a dataset goes: ``part`` (N,) int8 indexes SPLITS, -1 = removed by the leak guard."""
+
+    part: np.ndarray
+    leaks_removed: dict[str, int]
+
+
 def split_frame(frame: pd.DataFrame, cfg: SplitConfig, where: str) -> SplitResult:
     """Split a prepared frame as ``cfg`` says; a ``group`` column keeps each group inside one split.
 
@@ -38,22 +47,33 @@ def split_frame(frame: pd.DataFrame, cfg: SplitConfig, where: str) -> SplitResul
     keeps only its copy in the earliest of train, dev, test: the others are
     removed and counted, so dev and test never hold a text seen in training.
     """
-    _check_prepared(frame, where)
-    labels = frame["label"].to_numpy(dtype=object)
-    groups = frame["group"].to_numpy(dtype=object) if "group" in frame.columns else None
+    check_prepared(frame.columns, where)
+    plan = plan_split(frame.drop(columns="text"), fingerprints(leak_keys(frame["text"])), cfg, where)
+    parts = {name: frame.loc[plan.part == i, ["text", "label"]].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+    return SplitResult(parts, plan.leaks_removed)
+
+
+def plan_split(rows: pd.DataFrame, leak_prints: np.ndarray, cfg: SplitConfig, where: str) -> SplitPlan:
+    """The split of a dataset from what it needs of each row, not the text: :func:`split_frame` without the copying.
+
+    Args:
+        rows: ``label`` (+ ``split``, ``group`` when the data has them), one row per document, in file order.
+        leak_prints: (N, 2) fingerprints of the texts' leak keys (:func:`~reprotext.data.normalize.leak_keys`).
+    """
+    labels = rows["label"].to_numpy(dtype=object)
+    groups = rows["group"].to_numpy(dtype=object) if "group" in rows.columns else None
     ratios = np.array([cfg.train, cfg.dev, cfg.test])
     if cfg.method == "stratified":
-        _check_class_sizes(frame["label"], len(SPLITS), where)
+        _check_class_sizes(rows["label"], len(SPLITS), where)
         part = assign(labels, groups, ratios, cfg.seed, where)
     else:
-        part = _predefined(frame, groups, ratios, cfg.seed, where)
-    part, leaks = remove_leaks(frame["text"], part)
-    parts = {name: frame.loc[part == i, ["text", "label"]].reset_index(drop=True) for i, name in enumerate(SPLITS)}
-    for name, ratio in zip(SPLITS, ratios):
-        if parts[name].empty:
-            raise DataError(f"{where}: the {name} split is empty ({len(frame)} documents, split.method={cfg.method}, "
+        part = _predefined(rows, groups, ratios, cfg.seed, where)
+    part, leaks = remove_leak_prints(leak_prints, part)
+    for i, (name, ratio) in enumerate(zip(SPLITS, ratios)):
+        if not (part == i).any():
+            raise DataError(f"{where}: the {name} split is empty ({len(rows)} documents, split.method={cfg.method}, "
                             f"split.{name}={ratio:g}); add documents or raise split.{name}")
-    return SplitResult(parts, leaks)
+    return SplitPlan(part, leaks)
 
 
 def assign(labels: np.ndarray, groups: np.ndarray | None, ratios: np.ndarray, seed: int, where: str) -> np.ndarray:
@@ -176,13 +196,17 @@ def _check_groups_in_one_split(groups: np.ndarray, given: np.ndarray, where: str
 
 def remove_leaks(texts: pd.Series, part: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """Mark (-1) every row whose text also sits in an earlier split; count them per split."""
-    keys = leak_keys(texts)
-    shared = keys.duplicated(keep=False).to_numpy()
+    return remove_leak_prints(fingerprints(leak_keys(texts)), part)
+
+
+def remove_leak_prints(prints: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """:func:`remove_leaks` from the (N, 2) fingerprints of the texts' leak keys."""
+    shared = pd.DataFrame(prints).duplicated(keep=False).to_numpy()
     removed = dict.fromkeys(SPLITS, 0)
     if not shared.any():
         return part, removed
     rows = np.flatnonzero(shared)
-    first = pd.Series(part[rows]).groupby(keys.to_numpy()[rows]).transform("min").to_numpy()
+    first = pd.Series(part[rows]).groupby([prints[rows, 0], prints[rows, 1]]).transform("min").to_numpy()
     leaked = rows[part[rows] > first]
     for i, name in enumerate(SPLITS):
         removed[name] = int((part[leaked] == i).sum())
@@ -191,10 +215,12 @@ def remove_leaks(texts: pd.Series, part: np.ndarray) -> tuple[np.ndarray, dict[s
     return part, removed
 
 
-def _check_prepared(frame: pd.DataFrame, where: str) -> None:
-    missing = [c for c in ("text", "label") if c not in frame.columns]
+def check_prepared(columns: Iterable[str], where: str) -> None:
+    """Refuse prepared data without a ``text`` and a ``label`` column."""
+    columns = list(columns)
+    missing = [c for c in ("text", "label") if c not in columns]
     if missing:
-        raise DataError(f"{where}: column {missing[0]!r} missing (columns: {', '.join(map(str, frame.columns))}); "
+        raise DataError(f"{where}: column {missing[0]!r} missing (columns: {', '.join(map(str, columns))}); "
                         "rerun the prepare stage")
 
 

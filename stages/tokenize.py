@@ -3,31 +3,62 @@
 The test splits are encoded by evaluate, the only stage that opens them.
 """
 import time
-from itertools import chain
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from reprotext import stage
 from reprotext.config import TokenizeConfig, load_section
+from reprotext.data.sources import BATCH_ROWS
+from reprotext.data.store import iter_frames, read_schema
 from reprotext.errors import DataError
 from reprotext.io import atomic_dir, read_json, write_json
 from reprotext.token_report import piece_counts, segmentations, split_stats, write_report
-from reprotext.tokenizer import META_FILE, train_tokenizer
+from reprotext.tokenizer import META_FILE, TokenArray, Tokenizer, train_tokenizer
 from reprotext.tracking import flatten, stage_run
 
 ROLES, SPLITS = ("source", "target"), ("train", "dev")
 UNLABELED = "unlabeled"
 
 
-def _read(path: Path) -> list[str]:
+def _check(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: not found; run `dvc repro` for the stage that writes it (split or prepare)")
-    try:
-        return pd.read_parquet(path, columns=["text"])["text"].tolist()
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read a `text` column ({exc}); rerun the stage that wrote it") from exc
+    if "text" not in read_schema(path).names:
+        raise DataError(f"{path}: cannot read a `text` column (columns: {', '.join(read_schema(path).names)}); "
+                        "rerun the stage that wrote it")
+
+
+def _batches(path: Path) -> Iterator[list[str]]:
+    """The ``text`` column of a Parquet file, BATCH_ROWS texts at a time: no split is ever held whole."""
+    for frame in iter_frames(path, BATCH_ROWS, ["text"]):
+        yield frame["text"].tolist()
+
+
+def _texts(*paths: Path) -> Iterator[str]:
+    for path in paths:
+        for batch in _batches(path):
+            yield from batch
+
+
+class _Encoded:
+    """One split encoded batch by batch: what its statistics need, gathered as the ids go to disk."""
+
+    def __init__(self, tok: Tokenizer, path: Path, threads: int):
+        self.tok, self.path, self.threads = tok, path, threads
+        self.chars, self.seconds = 0, 0.0
+        self.counts = np.zeros(tok.vocab_size, dtype=np.int64)
+
+    def __iter__(self) -> Iterator[TokenArray]:
+        for batch in _batches(self.path):
+            self.chars += sum(map(len, batch))
+            start = time.perf_counter()
+            parts = list(self.tok.encode_batches([batch], self.threads))
+            self.seconds += time.perf_counter() - start
+            for arr in parts:
+                self.counts += piece_counts(arr, self.tok.vocab_size)
+                yield arr
 
 
 def main() -> None:
@@ -40,30 +71,30 @@ def main() -> None:
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("tokenize", TokenizeConfig, args.params)
-    texts = {f"{r}/{s}": _read(Path(args.splits) / r / f"{s}.parquet") for r in ROLES for s in SPLITS}
+    paths = {f"{r}/{s}": Path(args.splits) / r / f"{s}.parquet" for r in ROLES for s in SPLITS}
     if args.unlabeled:
-        texts[UNLABELED] = _read(Path(args.unlabeled))
-    train_sets = [name for name in texts if name.endswith("/train") or name == UNLABELED]
+        paths[UNLABELED] = Path(args.unlabeled)
+    for path in paths.values():
+        _check(path)
+    train_sets = [name for name in paths if name.endswith("/train") or name == UNLABELED]
     with stage_run("tokenize", cfg.model_dump()) as mlflow, atomic_dir(args.tokenizer) as tok_dir, \
             atomic_dir(args.tokens) as tokens_dir, atomic_dir(args.report) as report_dir:
         start = time.perf_counter()
-        tok = train_tokenizer(chain.from_iterable(texts[n] for n in train_sets), cfg, tok_dir)
+        tok = train_tokenizer(_texts(*(paths[n] for n in train_sets)), cfg, tok_dir)
         train_seconds = time.perf_counter() - start
         byte_mask = tok.byte_mask()
         stats, lengths, train_counts = {}, {}, np.zeros(tok.vocab_size, dtype=np.int64)
         encode_seconds = 0.0
-        for name, docs in texts.items():
-            start = time.perf_counter()
-            arr = tok.encode_array(docs, threads=cfg.threads)
-            encode_seconds += time.perf_counter() - start
-            arr.save(tokens_dir / name, tok.sha256)
-            counts = piece_counts(arr, tok.vocab_size)
-            stats[name] = split_stats(arr, sum(map(len, docs)), counts, byte_mask)
+        for name, path in paths.items():
+            encoded = _Encoded(tok, path, cfg.threads)
+            arr = TokenArray.write(tokens_dir / name, encoded, tok.sha256)
+            encode_seconds += encoded.seconds
+            stats[name] = split_stats(arr, encoded.chars, encoded.counts, byte_mask)
             lengths[name] = arr.lengths()
             if name in train_sets:
-                train_counts += counts
+                train_counts += encoded.counts
         training = read_json(tok_dir / META_FILE)["training"]
-        examples = {f"{r}/dev": segmentations(tok, texts[f"{r}/dev"]) for r in ROLES}
+        examples = {f"{r}/dev": segmentations(tok, _texts(paths[f"{r}/dev"])) for r in ROLES}
         write_report(report_dir, tok, stats, lengths, train_counts, examples, training)
         metrics = {name: s.as_dict() for name, s in stats.items()}
         metrics["vocab_size"] = tok.vocab_size

@@ -5,7 +5,7 @@ rerun and may go into the DVC metrics file.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ def split_stats(arr: TokenArray, chars: int, counts: np.ndarray, byte_mask: np.n
     )
 
 
-def segmentations(tok: Tokenizer, texts: Sequence[str], n: int = 3, max_chars: int = 160) -> list[tuple[str, list[str]]]:
+def segmentations(tok: Tokenizer, texts: Iterable[str], n: int = 3, max_chars: int = 160) -> list[tuple[str, list[str]]]:
     """The first ``n`` non-empty ``texts``, cut to about ``max_chars`` at a space, and their pieces."""
     out = []
     for text in texts:

@@ -35,6 +35,8 @@ ENCODE_BATCH = 8192
 # 16 s in chunks. Pieces never cross whitespace, so the ids are the same (a "word" longer than a
 # chunk is the one exception: it is cut, as for training).
 LONG_TEXT, LONG_CHUNK = 1 << 20, 1 << 16
+# Token ids copied at a time (16 MB) when a token store written in parts gets its final file.
+COPY_IDS = 1 << 22
 
 
 def chunk_text(text: str, max_bytes: int) -> Iterator[str]:
@@ -206,9 +208,14 @@ class Tokenizer:
 
     def encode_array(self, texts: Sequence[str], threads: int = 1, batch_size: int = ENCODE_BATCH) -> TokenArray:
         """Token ids of ``texts`` as one TokenArray, ``batch_size`` texts per parallel sentencepiece call."""
-        parts = [TokenArray.from_lists(self.encode(texts[i:i + batch_size], threads))
-                 for i in range(0, len(texts), batch_size)]
-        return TokenArray.concat(parts)
+        return TokenArray.concat(list(self.encode_batches([texts], threads, batch_size)))
+
+    def encode_batches(self, batches: Iterable[Sequence[str]], threads: int = 1,
+                       batch_size: int = ENCODE_BATCH) -> Iterator[TokenArray]:
+        """Token ids of each text of ``batches``, in order, as TokenArrays of at most ``batch_size`` documents."""
+        for texts in batches:
+            for i in range(0, len(texts), batch_size):
+                yield TokenArray.from_lists(self.encode(texts[i:i + batch_size], threads))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.sp.decode(list(ids))
@@ -258,6 +265,38 @@ class TokenArray:
         np.save(directory / "offsets.npy", self.offsets)
         write_json(directory / META_FILE, {"format_version": FORMAT_VERSION, "tokenizer_sha256": tokenizer_sha256,
                                            "documents": len(self), "tokens": int(self.offsets[-1])})
+
+    @classmethod
+    def write(cls, directory: Path, parts: Iterable[TokenArray], tokenizer_sha256: str) -> TokenArray:
+        """Save the documents of ``parts``, in order, as :meth:`save` does, holding one part at a time.
+
+        The ids go to disk as they come; ids.npy gets its header once their number is known.
+
+        Returns:
+            The store, loaded memory-mapped.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        raw = directory / "ids.raw"
+        lengths = []
+        with open(raw, "wb") as f:
+            for part in parts:
+                f.write(np.ascontiguousarray(part.ids, dtype=np.int32).tobytes())
+                lengths.append(part.lengths())
+        offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
+        if len(offsets) > 1:
+            np.cumsum(np.concatenate(lengths), out=offsets[1:])
+        ids = np.lib.format.open_memmap(directory / "ids.npy", mode="w+", dtype=np.int32, shape=(int(offsets[-1]),))
+        with open(raw, "rb") as f:
+            for start in range(0, len(ids), COPY_IDS):
+                chunk = np.frombuffer(f.read(4 * min(COPY_IDS, len(ids) - start)), dtype=np.int32)
+                ids[start:start + len(chunk)] = chunk
+        ids.flush()
+        del ids
+        raw.unlink()
+        np.save(directory / "offsets.npy", offsets)
+        write_json(directory / META_FILE, {"format_version": FORMAT_VERSION, "tokenizer_sha256": tokenizer_sha256,
+                                           "documents": len(offsets) - 1, "tokens": int(offsets[-1])})
+        return cls.load(directory, tokenizer_sha256)
 
     @classmethod
     def load(cls, directory: str | Path, tokenizer_sha256: str | None = None) -> TokenArray:

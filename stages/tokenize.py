@@ -12,7 +12,7 @@ from reprotext import stage
 from reprotext.config import TokenizeConfig, load_section
 from reprotext.data.sources import BATCH_ROWS
 from reprotext.data.store import iter_frames, read_schema
-from reprotext.errors import DataError
+from reprotext.errors import ArtifactError, DataError
 from reprotext.io import atomic_dir, read_json, write_json
 from reprotext.token_report import piece_counts, segmentations, split_stats, write_report
 from reprotext.tokenizer import META_FILE, TokenArray, Tokenizer, train_tokenizer
@@ -25,8 +25,12 @@ UNLABELED = "unlabeled"
 def _check(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: not found; run `dvc repro` for the stage that writes it (split or prepare)")
-    if "text" not in read_schema(path).names:
-        raise DataError(f"{path}: cannot read a `text` column (columns: {', '.join(read_schema(path).names)}); "
+    try:
+        names = read_schema(path).names
+    except ArtifactError as exc:
+        raise DataError(f"{path}: cannot read a `text` column ({exc.__cause__}); rerun the stage that wrote it") from exc
+    if "text" not in names:
+        raise DataError(f"{path}: cannot read a `text` column (columns: {', '.join(names)}); "
                         "rerun the stage that wrote it")
 
 

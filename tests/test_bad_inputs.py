@@ -184,7 +184,9 @@ def _run_case(base: Path, pipeline: Path, name: str, case: StageCase) -> Outcome
     outs = _declared(repo, case.stage)
     before = snapshot(outs, repo)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
-    env |= {"PYTHONPATH": str(repo), **dict(case.env)}
+    # The copy's `stages` and this checkout's `reprotext`, even where the venv's editable install points at another one.
+    env |= {"PYTHONPATH": os.pathsep.join([str(repo), str(Path(__file__).resolve().parents[1] / "src")]),
+            **dict(case.env)}
     proc = subprocess.run(stage_command(repo, case.stage), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     lines = proc.stderr.strip().splitlines() or [""]
     return Outcome(proc.returncode, proc.stdout + proc.stderr, lines[-1], before, snapshot(outs, repo))

@@ -87,7 +87,7 @@ def test_fasttext_peer_trains_on_shuffled_lines(tmp_path: Path, monkeypatch) -> 
     pd = pytest.importorskip("pandas")
     pytest.importorskip("fasttext")  # the bench extra, installed by `make setup`
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import run as bench_run
+    import accuracy
 
     words = {"sport": ["goal", "match", "team", "score"], "money": ["bank", "price", "market", "loan"],
              "space": ["orbit", "rocket", "moon", "star"]}
@@ -95,7 +95,7 @@ def test_fasttext_peer_trains_on_shuffled_lines(tmp_path: Path, monkeypatch) -> 
     texts = [" ".join([ws[i % 4], common[i % 8], ws[(i // 4) % 4], common[(i // 8) % 8]] * 5)
              for ws in words.values() for i in range(200)]
     grouped = pd.DataFrame({"text": texts, "label": [label for label in words for _ in range(200)]})
-    result = bench_run.fasttext_supervised({"train": grouped, "dev": grouped, "test": grouped}, ((5, 0.1, 2),), tmp_path)
+    result = accuracy.fasttext_supervised({"train": grouped, "dev": grouped, "test": grouped}, ((5, 0.1, 2),), tmp_path)
     assert "error" not in result, result
     order = [line.split()[0] for line in (tmp_path / "fasttext-train.txt").read_text().splitlines()]
     assert sorted(order) == sorted(f"__label__{y}" for y in grouped["label"])
@@ -107,14 +107,15 @@ def test_each_tfidf_peer_vectorises_once_and_chooses_on_dev(monkeypatch) -> None
     """Every TF-IDF peer fits its vectorizer once (word + char n-grams take minutes on 20NG) and one model per value."""
     pd = pytest.importorskip("pandas")
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import run as bench_run
+    import accuracy
+    import modes
 
     words = {"sport": "goal match team score coach", "money": "bank price market loan stock",
              "space": "orbit rocket moon star launch"}
     texts = [f"{ws.split()[i % 5]} {ws.split()[(i + 2) % 5]} the of {i}" for ws in words.values() for i in range(30)]
     frame = pd.DataFrame({"text": texts, "label": [label for label in words for _ in range(30)]})
     splits = {"train": frame.iloc[::2], "dev": frame.iloc[1::4], "test": frame.iloc[3::4]}
-    peers = bench_run.linear_peers(bench_run.smoke_mode(1))
+    peers = accuracy.linear_peers(modes.smoke_mode(1))
     assert set(peers) == set(PEERS)
     for name, (vectorizer, classifier, param, values) in peers.items():
         made = {"vectorizers": 0, "classifiers": []}
@@ -127,7 +128,55 @@ def test_each_tfidf_peer_vectorises_once_and_chooses_on_dev(monkeypatch) -> None
             made["classifiers"].append(kw[param])
             return make(**kw)
 
-        r = bench_run.vectorized_peer(splits, counted_vectorizer, counted_classifier, param, values)
+        r = accuracy.vectorized_peer(splits, counted_vectorizer, counted_classifier, param, values)
         assert made == {"vectorizers": 1, "classifiers": list(values)}, name
         assert r["dev_accuracy"] == 1.0 and r["test_accuracy"] == 1.0 and 0 < r["test_macro_f1"] <= 1, (name, r)
         assert r["config"].startswith(f"{param}={values[0]:g} (of "), r  # the first of equally good values
+
+
+def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, monkeypatch) -> None:
+    """`bench/run.py --sections scaling` rewrites the scaling results and keeps the accuracy and throughput ones."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import modes
+    import pipeline
+    import report
+
+    def meta(command: str) -> dict:
+        return {"command": command, "date": "2026-01-01 00:00 UTC", "minutes": 1.0, "load_avg_at_end": [1.0],
+                "machine": report.machine()}
+
+    first = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
+    first.mode.sections = ("accuracy", "throughput")
+    first.accuracy = [{"dataset": "20ng", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 87.25,
+                       "test_macro_f1": 0.8642, "dev_accuracy": None, "wall_seconds": 301.5, "config": "bag"}]
+    first.throughput = [{"stage": "encoding", "ours": "Tokenizer.encode_array", "peer": "sentencepiece", "ours_rate": 2.5e6,
+                         "peer_rate": 2.4e6, "unit": "tokens/s", "ratio": 1.04, "target_ratio": 0.9, "size": "27 MB",
+                         "command": "python bench/bench_tokenize_embed.py"}]
+    first.notes["accuracy"].append("IMDb: skipped.")
+    first.choice = {"20ng": {"chosen": "bag", "candidates": {"bag": {"dev_accuracy": 0.95, "epochs_run": 4,
+                                                                      "seconds": 60.0}}}}
+    report.write(first, meta("python bench/run.py --sections accuracy throughput"), report.keep_earlier(first))
+    accuracy_csv = (tmp_path / "results/accuracy.csv").read_bytes()
+    page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "| 20 Newsgroups | reprotext (ours) | ours | 87.25 | 0.8642 |" in page
+    assert not (tmp_path / "results/scaling.csv").exists()
+
+    second = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
+    second.mode.sections = ("scaling",)
+    provenance = report.keep_earlier(second)
+    assert second.accuracy == first.accuracy and second.throughput == first.throughput
+    second.scaling = [{"factor": 1, "docs": 400, "input_mb": 0.3, "stage": "prepare", "seconds": 2.5,
+                       "peak_rss_gib": 0.25},
+                      {"factor": 10, "docs": 4000, "stage": "train", "skipped": "predicted 900 s > 60 s left"}]
+    report.write(second, meta("python bench/run.py --sections scaling"), provenance)
+    assert (tmp_path / "results/accuracy.csv").read_bytes() == accuracy_csv
+    page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "| 20 Newsgroups | reprotext (ours) | ours | 87.25 | 0.8642 |" in page and "- IMDb: skipped." in page
+    assert "| encoding | Tokenizer.encode_array | sentencepiece | 2,500,000.0 |" in page
+    assert "| 1x | 400 | 0.3 | prepare | 2.5 | 0.25 |" in page and "not run: predicted 900 s" in page
+    assert "chosen on 20 Newsgroups dev accuracy: **bag**" in page
+    assert ("(sections: scaling). The accuracy and throughput sections kept from `python bench/run.py --sections "
+            "accuracy throughput`") in page
+    saved = json.loads((tmp_path / "results/bench.json").read_text())
+    assert saved["sections"]["accuracy"]["command"].endswith("--sections accuracy throughput")
+    assert saved["sections"]["scaling"]["factors"] == [1, 10] and saved["notes"]["accuracy"] == ["IMDb: skipped."]

@@ -39,6 +39,7 @@ import pandas as pd
 
 from reprotext.config import PrepareConfig
 from reprotext.data.normalize import SPLIT_ORDER
+from reprotext.data.store import PARQUET_STREAM
 from reprotext.errors import DataError
 from reprotext.io import sha256_file
 
@@ -359,7 +360,7 @@ def _iter_parquet(path: Path, wanted: dict[str, tuple[str, str]], batch_rows: in
     import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as pf:
+        with pq.ParquetFile(path, **PARQUET_STREAM) as pf:
             _check_columns(pf.schema_arrow.names, wanted, path)
             columns = list(dict.fromkeys(col for col, _ in wanted.values()))
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):

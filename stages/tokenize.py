@@ -28,7 +28,8 @@ def _check(path: Path) -> None:
     try:
         names = read_schema(path).names
     except ArtifactError as exc:
-        raise DataError(f"{path}: cannot read a `text` column ({exc.__cause__}); rerun the stage that wrote it") from exc
+        raise DataError(f"{path}: cannot read a `text` column ({exc.__cause__}); "
+                        "rerun the stage that wrote it") from exc
     if "text" not in names:
         raise DataError(f"{path}: cannot read a `text` column (columns: {', '.join(names)}); "
                         "rerun the stage that wrote it")

@@ -149,9 +149,9 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     first.mode.sections = ("accuracy", "throughput")
     first.accuracy = [{"dataset": "20ng", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 87.25,
                        "test_macro_f1": 0.8642, "dev_accuracy": None, "wall_seconds": 301.5, "config": "bag"}]
-    first.throughput = [{"stage": "encoding", "ours": "Tokenizer.encode_array", "peer": "sentencepiece", "ours_rate": 2.5e6,
-                         "peer_rate": 2.4e6, "unit": "tokens/s", "ratio": 1.04, "target_ratio": 0.9, "size": "27 MB",
-                         "command": "python bench/bench_tokenize_embed.py"}]
+    first.throughput = [{"stage": "encoding", "ours": "Tokenizer.encode_array", "peer": "sentencepiece",
+                         "ours_rate": 2.5e6, "peer_rate": 2.4e6, "unit": "tokens/s", "ratio": 1.04, "target_ratio": 0.9,
+                         "size": "27 MB", "command": "python bench/bench_tokenize_embed.py"}]
     first.notes["accuracy"].append("IMDb: skipped.")
     first.choice = {"20ng": {"chosen": "bag", "candidates": {"bag": {"dev_accuracy": 0.95, "epochs_run": 4,
                                                                       "seconds": 60.0}}}}

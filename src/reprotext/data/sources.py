@@ -315,7 +315,8 @@ def _iter_delimited(path: Path, encoding: str, sep: str, wanted: dict[str, tuple
             raise DataError(f"{path}: the file is empty; a {kind} file needs a header row and data rows") from exc
         except pd.errors.ParserError as exc:
             reason = str(exc).strip().splitlines()[-1]
-            raise DataError(f"{path}: not valid {kind} ({reason}); check the delimiter and the quoting of texts") from exc
+            raise DataError(f"{path}: not valid {kind} ({reason}); "
+                            "check the delimiter and the quoting of texts") from exc
 
 
 def _iter_jsonl(path: Path, encoding: str, wanted: dict[str, tuple[str, str]],
@@ -370,7 +371,7 @@ def _iter_parquet(path: Path, wanted: dict[str, tuple[str, str]], batch_rows: in
 
 
 def _iter_lines(path: Path, encoding: str, batch_rows: int) -> Iterator[pd.Series]:
-    """A text file's lines (without their ``\\n``) in batches; an empty file is one empty line, as ``str.split`` has it."""
+    """A text file's lines (without their ``\\n``) in batches; an empty file is one empty line, as str.split says."""
     start, batch = 0, []
     with _streaming(path, encoding), _open_text(path, encoding, newline="\n") as f:
         for line in f:

@@ -85,7 +85,7 @@ def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
 
 def iter_frames(path: str | Path, batch_rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """A stage's Parquet output ``batch_rows`` rows at a time, each batch indexed from 0; errors as :func:`read_frame`."""
+    """A stage's Parquet output ``batch_rows`` rows at a time, each indexed from 0; errors as :func:`read_frame`."""
     try:
         with pq.ParquetFile(path, **PARQUET_STREAM) as pf:
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):

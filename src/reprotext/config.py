@@ -84,7 +84,7 @@ class TokenizeConfig(_Section):
     # no long document is silently skipped by sentencepiece.
     max_sentence_length: int = Field(4096, ge=64)
     # At most this many training chunks are sampled (seeded) for training.
-    input_sentence_size: int = Field(2_000_000, ge=100)
+    input_sentence_size: int = Field(200_000, ge=100)
     # Pieces never split, at ids 6, 7, ... after the fixed specials (pad, unk, bos, eos, [CLS], [MASK]).
     extra_symbols: tuple[str, ...] = ()
     seed: int = 0

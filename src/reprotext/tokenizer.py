@@ -110,10 +110,11 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) ->
     sample = sample_chunks(texts, cfg.max_sentence_length, cfg.input_sentence_size, cfg.seed)
     if not sample.chunks:
         raise ArtifactError("tokenizer training text is empty; check the train splits")
+    chunks = len(sample.chunks)
     spm.set_random_generator_seed(cfg.seed)
     model = io.BytesIO()
     try:
-        _train_spm(sample.chunks, model, cfg)
+        _train_spm(_drain(sample.chunks), model, cfg)
     except RuntimeError as exc:
         # e.g. "Vocabulary size is smaller than required_chars": say it in one line.
         reason = str(exc).split("] ")[-1].splitlines()[0]
@@ -131,14 +132,21 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig, out_dir: Path) ->
         "vocab_size": tok.vocab_size,
         "specials": SPECIALS,
         "config": cfg.model_dump(),
-        "training": {**training, "chunks": len(sample.chunks)},
+        "training": {**training, "chunks": chunks},
     })
     return tok
 
 
-def _train_spm(chunks: list[str], model: io.BytesIO, cfg: TokenizeConfig) -> None:
+def _drain(chunks: list[str]) -> Iterator[str]:
+    """The chunks in order, each released as sentencepiece takes its own copy: the sample is never held twice."""
+    chunks.reverse()
+    while chunks:
+        yield chunks.pop()
+
+
+def _train_spm(chunks: Iterator[str], model: io.BytesIO, cfg: TokenizeConfig) -> None:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(chunks),
+        sentence_iterator=chunks,
         model_writer=model,
         model_type=cfg.model_type,
         vocab_size=cfg.vocab_size,

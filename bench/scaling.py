@@ -49,7 +49,9 @@ def run(b: Bench) -> None:
         for stage in stages:
             reason = skipped_from.get(stage)
             if reason is None and stage in prev:
-                secs, gib = _extrapolate(prev[stage], factor, 1), _extrapolate(prev[stage], factor, 2)
+                secs = _extrapolate(prev[stage], factor, 1)
+                # Memory is mostly fixed at small sizes (Python, torch): growth needs two sizes to be told apart.
+                gib = _extrapolate(prev[stage], factor, 2) if len(prev[stage]) > 1 else 0.0
                 if secs > b.left_s() - 60:
                     reason = (f"predicted {secs:.0f} s (from {', '.join(f'{f}x' for f, _, _ in prev[stage])}) > "
                               f"{max(b.left_s() - 60, 0):.0f} s left in the budget")

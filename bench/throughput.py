@@ -54,42 +54,43 @@ def run(b: Bench) -> None:
             t, e, w = r["tokenizer_training"], r["encoding"], r["word2vec"]
             mb = r["corpus"]["mb"]
             _row(b, "tokenizer training", "train_tokenizer (sentencepiece BPE)", "Hugging Face tokenizers BPE",
-                    mb / t["seconds"], mb / t["hf_tokenizers_bpe_seconds"], "MB/s",
-                    t["hf_tokenizers_bpe_seconds"] / t["seconds"], None, f"{r['corpus']['mb']} MB", cmd)
+                 mb / t["seconds"], mb / t["hf_tokenizers_bpe_seconds"], "MB/s",
+                 t["hf_tokenizers_bpe_seconds"] / t["seconds"], None, f"{r['corpus']['mb']} MB", cmd)
             _row(b, "encoding", "Tokenizer.encode_array", "sentencepiece encode (direct)",
-                    e["stage_tokens_per_second"], e["direct_tokens_per_second"], "tokens/s", e["ratio"],
-                    e["min_ratio"], f"{r['corpus']['tokens']:,} tokens", cmd)
+                 e["stage_tokens_per_second"], e["direct_tokens_per_second"], "tokens/s", e["ratio"],
+                 e["min_ratio"], f"{r['corpus']['tokens']:,} tokens", cmd)
             _row(b, "embedding", "train_embeddings", "gensim Word2Vec (direct)", w["stage_tokens_per_second"],
-                    w["plain_gensim_tokens_per_second"], "tokens/s", w["ratio"], w["min_ratio"],
-                    f"{r['corpus']['word2vec_tokens']:,} pieces x {r['params']['embed']['epochs']} epochs; "
-                    f"identical vectors: {w['identical_vectors']}", cmd)
+                 w["plain_gensim_tokens_per_second"], "tokens/s", w["ratio"], w["min_ratio"],
+                 f"{r['corpus']['word2vec_tokens']:,} pieces x {r['params']['embed']['epochs']} epochs; "
+                 f"identical vectors: {w['identical_vectors']}", cmd)
         elif name == "train":
             o = r["overhead"]
             _row(b, "training step", "Lightning Trainer + ClassifierModule", "plain PyTorch loop",
-                    1e3 / o["lightning_ms_per_step"], 1e3 / o["plain_ms_per_step"], "steps/s",
-                    o["plain_ms_per_step"] / o["lightning_ms_per_step"], None,
-                    f"{o['model']}, {o['steps']} steps of {o['batch_size']}; with Trainer setup "
-                    f"{o['lightning_with_setup_ms_per_step']:.2f} ms/step", cmd)
+                 1e3 / o["lightning_ms_per_step"], 1e3 / o["plain_ms_per_step"], "steps/s",
+                 o["plain_ms_per_step"] / o["lightning_ms_per_step"], None,
+                 f"{o['model']}, {o['steps']} steps of {o['batch_size']}; with Trainer setup "
+                 f"{o['lightning_with_setup_ms_per_step']:.2f} ms/step", cmd)
             if "bag_vs_fasttext" in r:
-                b = r["bag_vs_fasttext"]
-                _row(b, "bag training epoch", f"n-gram bag ({b['pooling']}, word {b['word_ngrams']}-grams, "
-                        f"sparse={b['sparse']})", "fastText supervised (same n-grams and buckets)",
-                        b["ours_docs_per_second"], b["fasttext_docs_per_second"], "docs/s", b["ratio"], None,
-                        f"{b['docs']:,} 20NG docs, {b['buckets']:,} buckets, 1 thread each, best of {b['repeats']}",
-                        cmd)
+                bag = r["bag_vs_fasttext"]
+                _row(b, "bag training epoch", f"n-gram bag ({bag['pooling']}, word {bag['word_ngrams']}-grams, "
+                     f"sparse={bag['sparse']})", "fastText supervised (same n-grams and buckets)",
+                     bag["ours_docs_per_second"], bag["fasttext_docs_per_second"], "docs/s", bag["ratio"], None,
+                     f"{bag['docs']:,} 20NG docs, {bag['buckets']:,} buckets, 1 thread each, best of {bag['repeats']}",
+                     cmd)
         else:
             _row(b, "prediction", "pyfunc (mlflow.pyfunc.load_model)", "raw forward (pre-tokenized batches)",
-                    r["pyfunc_docs_per_second"], r["raw_forward_docs_per_second"], "docs/s",
-                    r["pyfunc_over_raw_forward"], None, f"{r['docs']} docs, batch {r['batch_size']}", cmd)
+                 r["pyfunc_docs_per_second"], r["raw_forward_docs_per_second"], "docs/s",
+                 r["pyfunc_over_raw_forward"], None, f"{r['docs']} docs, batch {r['batch_size']}", cmd)
             _row(b, "prediction", "pyfunc (mlflow.pyfunc.load_model)", "predict_proba (tokenize + forward)",
-                    r["pyfunc_docs_per_second"], r["predict_proba_docs_per_second"], "docs/s",
-                    r["pyfunc_over_predict_proba"], r["min_ratio"],
-                    f"same predictions: {r['same_predictions']}", cmd)
+                 r["pyfunc_docs_per_second"], r["predict_proba_docs_per_second"], "docs/s",
+                 r["pyfunc_over_predict_proba"], r["min_ratio"],
+                 f"same predictions: {r['same_predictions']}", cmd)
+
 
 def _row(b: Bench, what, ours, peer, ours_rate, peer_rate, unit, ratio, target, size, cmd) -> None:
     b.throughput.append({"stage": what, "ours": ours, "peer": peer, "ours_rate": ours_rate,
-                            "peer_rate": peer_rate, "unit": unit, "ratio": ratio, "target_ratio": target,
-                            "size": size, "command": cmd})
+                         "peer_rate": peer_rate, "unit": unit, "ratio": ratio, "target_ratio": target,
+                         "size": size, "command": cmd})
 
 
 if __name__ == "__main__":  # the same as `bench/run.py --sections throughput ...`

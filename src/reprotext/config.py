@@ -321,6 +321,7 @@ class FinetuneConfig(_Section):
     patience: int = Field(3, ge=0)
     seed: int = 42
     threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+    workers: int = Field(2, ge=1)  # processes for the study's fits (scratch, few-shot), each `threads` threads
     warmup_epochs: int = Field(1, ge=0)  # head-only epochs before the encoder starts to thaw
     unfreeze_every: int = Field(1, ge=1)  # epochs between thawing one more encoder layer group (top first)
     encoder_lr_factor: float = Field(0.3, gt=0, le=10)

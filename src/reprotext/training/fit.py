@@ -7,12 +7,14 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reprotext.errors import ConfigError
@@ -72,6 +74,40 @@ def _per_device_batch(settings: FitSettings, world: int) -> int:
     return settings.batch_size // world
 
 
+@contextmanager
+def _sparse_tables_for_ddp(model: Classifier) -> Iterator[None]:
+    """Readies the tables with sparse gradients for DDP while it wraps and trains the model; undone afterwards.
+
+    DDP learns which gradients will be sparse from ``nn.Embedding.sparse`` when it is built, and a bag looks
+    its tables up functionally (``F.embedding(..., sparse=True)``): without the mark its reducer would copy
+    a sparse gradient into a dense bucket and fail. DDP also needs a gradient for every parameter on every
+    process at every step, and a table gets none from a batch without its features (no counted n-gram in
+    any document of one process's share): an empty lookup of each table, added to the logits as 0, gives
+    it an empty sparse gradient instead. The model's outputs and its saved form are unchanged.
+    """
+    sparse = model.sparse_parameters()
+    ids = {id(p) for p in sparse}
+    tables = [m for m in model.modules()
+              if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and id(m.weight) in ids and not m.sparse]
+    for m in tables:
+        m.sparse = True
+
+    def touch(module: nn.Module, inputs: tuple, logits: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return logits
+        none = torch.zeros(0, dtype=torch.long, device=logits.device)
+        return logits + sum(F.embedding(none, p, sparse=True).sum() for p in sparse)
+
+    hook = model.register_forward_hook(touch) if sparse else None
+    try:
+        yield
+    finally:
+        if hook is not None:
+            hook.remove()
+        for m in tables:
+            m.sparse = False
+
+
 def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: FitSettings, mlflow_module=None,
         resume_dir: Path | None = None, module_cls: type[ClassifierModule] = ClassifierModule,
         extra_callbacks: Sequence[L.Callback] = ()) -> FitResult:
@@ -129,7 +165,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         log.info("resuming from %s after epoch %d", start_from[0], start_from[1] - 1)
     model.train()  # Lightning keeps the modes it finds: a model loaded for inference would train without dropout
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sparse_tables_for_ddp(model) if trainer.world_size > 1 else nullcontext():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # Lightning 2.6's own combined loader builds torch's deprecated LeafSpec (torch >= 2.10 warns); ours is fine.

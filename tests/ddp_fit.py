@@ -20,6 +20,7 @@ from reprotext.tokenizer import TokenArray
 from reprotext.training import FitSettings, TokenDataset, encode_labels, fit, seed_everything
 from reprotext.training.data import id_batches
 
+
 def word_task(train_docs: int = 126) -> tuple[TokenDataset, TokenDataset, list[str], int]:
     """The synthetic corpus, one id per word: train (the first ``train_docs``), dev (the rest), labels, vocab size."""
     texts, labels = make_corpus()

@@ -137,6 +137,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     start_from = None
     if resume_dir is not None:
         start_from = resume.prepare(resume_dir, resume.fingerprint(model, train, dev, settings), model)
+        callbacks.insert(0, resume.SameStart(resume_dir, start_from[1] if start_from else 0))  # stateless
         callbacks.append(ResumeCheckpoint(resume_dir / resume.CHECKPOINT))  # last: it saves the others' state
     trainer = L.Trainer(
         max_epochs=settings.max_epochs,
@@ -180,12 +181,13 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         raise ConfigError(f"training diverged: {settings.monitor} was never finite; "
                           "lower train.lr or set train.grad_clip")
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
-    log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
-             stopper.best_value, seconds)
     early = len(history.rows) < settings.max_epochs
-    if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
-        # A default that a run never reaches is a finding: the comparison would be between unfinished models.
-        log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
-                    "or the learning rate", settings.max_epochs, stopper.best_epoch)
+    if trainer.is_global_zero:  # said once, not by every process of a DDP run
+        log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
+                 stopper.best_value, seconds)
+        if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
+            # A default that a run never reaches is a finding: the comparison would be between unfinished models.
+            log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
+                        "or the learning rate", settings.max_epochs, stopper.best_epoch)
     return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
                      start_from[1] if start_from else 0, stopped_early=early)

@@ -28,10 +28,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from repo_copy import ROOT, stage_command
 
+from reprotext.errors import ConfigError
 from reprotext.models import load_model
 from reprotext.tokenizer import Tokenizer
 from reprotext.training import EpochShuffleSampler, collate
 from reprotext.training.data import load_task
+from reprotext.training.fit import check_launched_world, check_sparse_all_reduce
 
 # Enough epochs to kill a run in the middle; patience 1 so that early stopping, agreed by both processes, ends it.
 TRAIN = {"num_nodes": 2, "strategy": "ddp", "max_epochs": 12, "patience": 1, "batch_size": 32}
@@ -53,6 +55,31 @@ def test_each_process_draws_its_own_share_of_every_epoch():
         one = EpochShuffleSampler(n, seed=3)
         one.set_epoch(1)
         assert sorted(one) == list(range(n))
+
+
+def test_params_must_describe_the_processes_torchrun_started(monkeypatch):
+    for name in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "SLURM_NTASKS", "LSB_JOBID"):
+        monkeypatch.delenv(name, raising=False)
+    check_launched_world(1, 1)  # not under torchrun: Lightning starts its own processes
+    check_launched_world(1, 4)
+    # Two machines, but nothing started the other one: `dvc repro` would wait for it forever.
+    with pytest.raises(ConfigError, match="train.num_nodes 2: nothing started this stage on the other machines"):
+        check_launched_world(2, 1)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # Lightning's own multi-node set-up: NODE_RANK, MASTER_ADDR, ...
+    check_launched_world(2, 1)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    check_launched_world(2, 2)
+    with pytest.raises(ConfigError, match="torchrun started 4 processes, but train.num_nodes 1 x train.devices 2 is 2"):
+        check_launched_world(1, 2)
+
+
+def test_sparse_gradients_over_gpu_processes_are_refused_before_training():
+    check_sparse_all_reduce(True, 2, torch.device("cpu"))  # gloo all-reduces them
+    check_sparse_all_reduce(True, 1, torch.device("cuda", 0))  # one process: nothing to all-reduce
+    check_sparse_all_reduce(False, 8, torch.device("cuda", 0))
+    with pytest.raises(ConfigError, match="2 cuda processes would all-reduce sparse gradients.*sparse: false"):
+        check_sparse_all_reduce(True, 2, torch.device("cuda", 0))
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.plugins.environments import (LSFEnvironment, MPIEnvironment, SLURMEnvironment,
+                                                   TorchElasticEnvironment)
 from torch import nn
 
 from reprotext.errors import ConfigError
@@ -74,6 +77,37 @@ def _per_device_batch(settings: FitSettings, world: int) -> int:
     return settings.batch_size // world
 
 
+# What starts the processes of a multi-node run and says so in the environment (Kubeflow and Lightning's own
+# set-up are told by MASTER_ADDR).
+LAUNCHERS = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+
+
+def check_launched_world(num_nodes: int, devices: int | str | list[int]) -> None:
+    """The processes params.yaml describes must be the ones a launcher started. Without this, ``num_nodes: 2``
+    under a plain ``dvc repro`` would wait for the other machine forever, and a torchrun of another size would
+    stop inside ``Trainer.fit`` with a traceback. ``devices: auto`` is left to Lightning."""
+    if num_nodes > 1 and "MASTER_ADDR" not in os.environ and not any(env.detect() for env in LAUNCHERS):
+        raise ConfigError(f"train.num_nodes {num_nodes}: nothing started this stage on the other machines; run it "
+                          "under torchrun on every machine (README: Growing beyond one machine), "
+                          "or set train.num_nodes: 1")
+    if isinstance(devices, list):
+        devices = len(devices)
+    if not isinstance(devices, int) or not TorchElasticEnvironment.detect():
+        return
+    if num_nodes * devices != int(os.environ["WORLD_SIZE"]):
+        raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes, but train.num_nodes {num_nodes} "
+                          f"x train.devices {devices} is {num_nodes * devices}; set them to torchrun's --nnodes "
+                          "and --nproc-per-node")
+
+
+def check_sparse_all_reduce(sparse: bool, world: int, device: torch.device) -> None:
+    """Sparse gradients over several processes need gloo, the CPU backend: stock NCCL builds refuse them
+    ("allreduce_sparse is only available in the NCCL experimental branch") at the first step."""
+    if sparse and world > 1 and device.type != "cpu":
+        raise ConfigError(f"train.bag.sparse: {world} {device.type} processes would all-reduce sparse gradients, "
+                          "which NCCL does not do; set train.bag.sparse: false (dense tables) or train on CPUs")
+
+
 @contextmanager
 def _sparse_tables_for_ddp(model: Classifier) -> Iterator[None]:
     """Readies the tables with sparse gradients for DDP while it wraps and trains the model; undone afterwards.
@@ -122,6 +156,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     ``extra_callbacks`` (run before the history, e.g. a freezing schedule) let fine-tuning
     reuse this loop.
     """
+    check_launched_world(settings.num_nodes, settings.devices)
     if settings.threads:
         # Small models gain little from a second thread, and oversubscribed cores (a shared machine,
         # parallel experiments) make OpenMP's barriers spin: one thread was 6x faster under load here.
@@ -158,6 +193,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         callbacks=callbacks,
     )
     batch = _per_device_batch(settings, trainer.world_size)
+    check_sparse_all_reduce(bool(model.sparse_parameters()), trainer.world_size, trainer.strategy.root_device)
     # BatchNorm cannot normalise a batch of one: a lone leftover example is dropped (a different one each epoch).
     has_bn = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
     drop_last = has_bn and math.ceil(len(train) / trainer.world_size) % batch == 1

@@ -64,7 +64,7 @@ NOT_RUN_HERE = {
 }
 
 RETRIEVAL_TINY = {"vocab": {"vocab_size": 400}, "word2vec": {"dim": 16, "epochs": 1},
-                  "dssm": {"epochs": 2, "batch_size": 16}}
+                  "dssm": {"epochs": 1, "batch_size": 16}}
 
 # A string each covering test holds, so a reason above cannot outlive what it names.
 COVERAGE = {
@@ -313,8 +313,13 @@ def test_report_gate_and_retrain_against_origin_main(repo):
 @pytest.mark.slow
 def test_dvc_exp_run_and_show(repo):
     """Last: the experiment changes the workspace's params and outputs."""
-    run(readme_command("PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S"), repo, timeout=900)
+    before = (repo / "metrics/train.json").read_text()
+    out = run(readme_command("PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S"), repo, timeout=900).stdout
+    name = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
     params = yaml.safe_load((repo / "params.yaml").read_text())["train"]
     assert params["lr"] == 0.001 and params["dropout"] == 0.5
+    assert (repo / "metrics/train.json").read_text() != before  # train ran again, with the new params
     show = run(readme_command(".venv/bin/dvc exp show"), repo).stdout
-    assert "train.lr" in show and "0.001" in show and "evaluate.json" in show
+    rows = [line.split()[0:3] for line in show.splitlines() if line.strip()]
+    assert ["workspace"] in [r[:1] for r in rows] and ["main"] in [r[:1] for r in rows]
+    assert any(f"[{name}]" in line for line in show.splitlines()), show

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -227,8 +228,6 @@ def test_make_ui_answers_on_localhost_at_the_link_it_prints(repo, tmp_path):
                extra_env={"PATH": _user_path(), "PORT": str(port)}):
         link = re.search(r"The pipeline's runs: (\S+)", log.read_text()).group(1)
         assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/")
-        import urllib.request
-
         with urllib.request.urlopen(link, timeout=30) as resp:
             assert resp.status == 200 and b"<html" in resp.read().lower()
     assert not any(p.name == "pip" for p in (repo / ".venv").iterdir())  # nothing was installed
@@ -296,7 +295,8 @@ def test_report_gate_and_retrain_against_origin_main(repo):
     ours = json.loads((repo / "metrics/evaluate.json").read_text())
     assert "## Metrics against `origin/main`" in report
     row = next(line for line in report.splitlines() if "source/test/macro_f1" in line)
-    assert f"{committed['source']['test']['macro_f1']:.4f}" in row and f"{ours['source']['test']['macro_f1']:.4f}" in row
+    for metrics in (committed, ours):
+        assert f"{metrics['source']['test']['macro_f1']:.4f}" in row
 
     # The tiny run, committed and pushed, is the baseline: no regression, the gate and the CI steps pass.
     sh(["git", "add", "-A"], repo)
@@ -320,6 +320,5 @@ def test_dvc_exp_run_and_show(repo):
     assert params["lr"] == 0.001 and params["dropout"] == 0.5
     assert (repo / "metrics/train.json").read_text() != before  # train ran again, with the new params
     show = run(readme_command(".venv/bin/dvc exp show"), repo).stdout
-    rows = [line.split()[0:3] for line in show.splitlines() if line.strip()]
-    assert ["workspace"] in [r[:1] for r in rows] and ["main"] in [r[:1] for r in rows]
+    assert {"workspace", "main"} <= {line.split()[0] for line in show.splitlines() if line.strip()}
     assert any(f"[{name}]" in line for line in show.splitlines()), show

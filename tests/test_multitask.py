@@ -208,3 +208,38 @@ def test_the_report_names_the_winner_and_the_margin():
     assert table["dev accuracy, 5 examples per class"]["sequential transfer (fine-tuned)"] == pytest.approx(0.7)
     line = verdict(table["test accuracy, all training data"], "test accuracy")
     assert "**sequential transfer (fine-tuned)** wins with 0.950, +0.040 over multitask (0.910)" in line
+
+
+def test_the_exported_pyfunc_predicts_each_row_with_its_task_s_head(tokenizer, tmp_path):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from reprotext.evaluation import predict_proba
+    from reprotext.multitask import export
+
+    labels = {"topic": ("cars", "space", "sport"), "short": ("long", "short")}
+    config = ModelConfig("bag", tokenizer.vocab_size, 8, (), tokenizer_sha256=tokenizer.sha256)
+    torch.manual_seed(0)
+    model = MultitaskClassifier(config, labels).eval()
+    save_multitask(model, tmp_path / "model", {})
+    example = pd.DataFrame({"text": ["rocket orbit", "goal"], "task": ["topic", "short"]})
+    export.save(tmp_path / "model", tokenizer.path, labels, example, tmp_path / "pyfunc")
+    pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    texts = ["rocket launch orbit", "the  engine\tbrake", "goal", ""]
+    tasks = ["topic", "short", "topic", "short"]
+    out = pyfunc.predict(pd.DataFrame({"text": texts, "task": tasks}))
+    probs = [f"prob_{t}.{label}" for t, names in labels.items() for label in names]
+    assert list(out.columns) == ["task", "label", *probs] and out["task"].tolist() == tasks
+    normalised = ["rocket launch orbit", "the engine brake", "goal", ""]
+    for t, names in labels.items():
+        rows = [i for i, task in enumerate(tasks) if task == t]
+        expected = predict_proba(model.task_model(t), tokenizer, [normalised[i] for i in rows])
+        got = out.loc[rows, [f"prob_{t}.{label}" for label in names]].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        assert out.loc[rows, "label"].tolist() == [names[i] for i in expected.argmax(1)]
+        other = [c for c in probs if not c.startswith(f"prob_{t}.")]
+        assert out.loc[rows, other].isna().all().all()  # another task's columns stay empty
+    with pytest.raises(MlflowException, match="'task'"):  # the signature's check, or ours
+        pyfunc.predict(pd.DataFrame({"text": ["goal"]}))
+    with pytest.raises(MlflowException, match="task 'sports' is not one of"):
+        pyfunc.predict(pd.DataFrame({"text": ["goal"], "task": ["sports"]}))

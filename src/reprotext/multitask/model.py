@@ -94,8 +94,10 @@ def save_multitask(model: MultitaskClassifier, directory: Path, info: dict) -> N
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_file(directory / WEIGHTS_FILE) as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    # The tasks as a list: their order is the heads' (a task's index in a batch), and JSON objects get sorted.
+    tasks = [{"name": name, "labels": list(labels)} for name, labels in model.task_labels.items()]
     write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "config": asdict(model.config),
-                                         "tasks": {k: list(v) for k, v in model.task_labels.items()}, **info})
+                                         "tasks": tasks, **info})
 
 
 def load_multitask(directory: str | Path, tokenizer_sha256: str | None = None) -> tuple[MultitaskClassifier, dict]:
@@ -112,7 +114,7 @@ def load_multitask(directory: str | Path, tokenizer_sha256: str | None = None) -
     try:
         cfg = meta["config"]
         config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
-        tasks = {name: tuple(labels) for name, labels in meta["tasks"].items()}
+        tasks = {task["name"]: tuple(task["labels"]) for task in meta["tasks"]}
     except (TypeError, KeyError, AttributeError) as exc:
         raise ArtifactError(f"{directory}: multitask config does not match this version of reprotext ({exc}); "
                             "rerun `dvc repro multitask`") from exc

@@ -49,7 +49,7 @@ def comparison(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetu
     for k in ks:
         runs = dev["fewshot"][f"k{k}"]
         for metric, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-            table[f"dev {name}, {k} examples per class"] = {
+            table[f"dev {name}, {k} example{'s' if k != 1 else ''} per class"] = {
                 SINGLE: runs.get("single_task", {}).get(f"{metric}_mean"),
                 SEQUENTIAL: seq_few.get(k, {}).get(metric), MULTI: runs.get("multitask", {}).get(f"{metric}_mean")}
     return table

@@ -4,6 +4,7 @@ all of its training data and with few labels. Dev splits only: the evaluate stag
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reprotext import embeddings, stage
@@ -60,10 +61,16 @@ def main() -> None:
         for extra in extras:
             train_sets[extra.name], dev_sets[extra.name] = extra.datasets(tok, max_len)
             labels[extra.name] = extra.labels
-        # The target's dev split is halved as finetune halves it: one half stops, the other scores.
+        # The target's dev split is halved as finetune halves it: one half stops, the other scores. The other
+        # tasks' dev splits are scored whole at the end; every epoch scores a sample of at most epoch_dev_docs.
         stop_idx, score_idx = halve(dev_sets["target"].labels, cfg.seed)
         dev_score = subset(dev_sets["target"], score_idx)
+        dev_full = dict(dev_sets)
         dev_sets["target"] = subset(dev_sets["target"], stop_idx)
+        for n in dev_sets:
+            if n != "target" and cfg.epoch_dev_docs and len(dev_sets[n]) > cfg.epoch_dev_docs:
+                sample = np.random.default_rng(cfg.seed).permutation(len(dev_sets[n]))[: cfg.epoch_dev_docs]
+                dev_sets[n] = subset(dev_sets[n], np.sort(sample))
         # The weights start where the train stage's started (word2vec or random embeddings), as finetune's
         # from-scratch runs do; the encoder's statistics (a bag's IDF, word starts) are the trained model's.
         w2v = embeddings.load(args.embeddings, tok.sha256)
@@ -83,9 +90,10 @@ def main() -> None:
                                      monitor=cfg.monitor, stop_on=stop_on, accelerator=cfg.accelerator,
                                      precision=cfg.precision, threads=cfg.threads, progress_bar=bar)
 
-        def run(names: list[str], train: dict, seed: int, steps: int | None, mlflow_module=None, bar=False):
+        def run(names: list[str], train: dict, seed: int, steps: int | None, stop_on: str, mlflow_module=None,
+                bar=False):
             model = build(names)
-            stop_on = cfg.stop_on if cfg.stop_on == "mean" or cfg.stop_on in names else "mean"
+            stop_on = stop_on if stop_on == "mean" or stop_on in names else "mean"
             seed_everything(seed)
             result = fit_multitask(model, [train[n] for n in names], [dev_sets[n] for n in names],
                                    settings([len(train[n]) for n in names], seed, stop_on, steps, bar), mlflow_module)
@@ -96,16 +104,17 @@ def main() -> None:
 
         names = list(train_sets)
         probs = task_probabilities([len(train_sets[n]) for n in names], cfg.sampling, cfg.temperature)
-        model, result = run(names, train_sets, cfg.seed, cfg.steps_per_epoch, mlflow, bar=True)
+        model, result = run(names, train_sets, cfg.seed, cfg.steps_per_epoch, cfg.stop_on, mlflow, bar=True)
         tasks = {}
         for n in names:
-            scored = dev_score if n == "target" else dev_sets[n]
+            scored = dev_score if n == "target" else dev_full[n]
             tasks[n] = {"train_docs": len(train_sets[n]), "dev_docs": len(scored), "classes": len(labels[n]),
                         "sampling_probability": float(probs[names.index(n)]),
                         "dev": score(model.task_model(n), scored, labels[n])}
         metrics = {"enabled": True, "tasks": tasks, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                    "steps": result.steps, "stopped_early": result.stopped_early,
-                   "early_stopping": monitor_key(cfg.monitor, cfg.stop_on), "sampling": cfg.sampling,
+                   "early_stopping": monitor_key(cfg.monitor, cfg.stop_on),
+                   "fewshot_early_stopping": monitor_key(cfg.monitor, cfg.fewshot_stop_on), "sampling": cfg.sampling,
                    "temperature": cfg.temperature, "fewshot_seeds": list(cfg.fewshot_seeds),
                    "dev": {"loss": result.best["dev/loss"], "accuracy": result.best["dev/accuracy"]},
                    "dev_score_docs": len(dev_score), "dev_stop_docs": len(dev_sets["target"])}
@@ -113,7 +122,7 @@ def main() -> None:
                  "best_epoch": result.best_epoch, **tasks["target"]["dev"]}]
         single = single_result = None
         if cfg.single_task:
-            single, single_result = run(["target"], train_sets, cfg.seed, cfg.steps_per_epoch)
+            single, single_result = run(["target"], train_sets, cfg.seed, cfg.steps_per_epoch, "target")
             metrics["single_task"] = {"best_epoch": single_result.best_epoch, "epochs_run": len(single_result.history),
                                       "dev": target_scores(single)}
             rows.append({"k": "all", "variant": "single_task", "seed": cfg.seed,
@@ -126,7 +135,7 @@ def main() -> None:
                 train_k = {**train_sets, "target": subset(train_sets["target"], idx)}
                 variants = {"multitask": names, **({"single_task": ["target"]} if cfg.single_task else {})}
                 for variant, chosen in variants.items():
-                    few_model, few_result = run(chosen, train_k, seed, few_steps)
+                    few_model, few_result = run(chosen, train_k, seed, few_steps, cfg.fewshot_stop_on)
                     rows.append({"k": str(k), "variant": variant, "seed": seed, "train_docs": len(idx),
                                  "best_epoch": few_result.best_epoch, **target_scores(few_model)})
         curve = pd.DataFrame(rows)

@@ -162,6 +162,8 @@ def test_saved_and_loaded_model_predicts_the_same(tmp_path):
     ({"temperature": 0.5}, "multitask.temperature = 0.5"),
     ({"sampling": "uniform"}, "multitask.sampling = 'uniform'"),
     ({"fewshot_k": [0]}, "fewshot_k 0 must be >= 1"),
+    ({"fewshot_stop_on": "all"}, "fewshot_stop_on 'all' must be one of mean, source, target"),
+    ({"epoch_dev_docs": 0}, "multitask.epoch_dev_docs = 0"),
     ({"extra_tasks": [{"name": "a b", "path": "x.csv"}]}, "extra task name 'a b'"),
     ({"extra_tasks": [{"name": "target", "path": "x.csv"}]}, "'target' is reserved"),
     ({"extra_tasks": [{"name": "r52", "path": "a.csv"}, {"name": "r52", "path": "b.csv"}]}, "listed twice"),
@@ -243,3 +245,27 @@ def test_the_exported_pyfunc_predicts_each_row_with_its_task_s_head(tokenizer, t
         pyfunc.predict(pd.DataFrame({"text": ["goal"]}))
     with pytest.raises(MlflowException, match="task 'sports' is not one of"):
         pyfunc.predict(pd.DataFrame({"text": ["goal"], "task": ["sports"]}))
+
+
+def test_switched_off_the_stage_writes_markers_and_evaluate_skips_it(tmp_path):
+    import json
+    import types
+
+    import yaml
+    from repo_copy import run_stages
+
+    from stages.evaluate import _multitask
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"multitask": {"enabled": False}}))
+    outs = {"--out": "models/multitask", "--data-out": "data/multitask", "--report": "reports/multitask",
+            "--history": "reports/multitask_history.csv", "--metrics": "metrics/multitask.json"}
+    ins = {"--splits": "data/split", "--tokenizer": "models/tokenizer", "--tokens": "data/tokens",
+           "--trained": "models/train", "--embeddings": "models/embeddings"}  # none of them exists: none is read
+    [done] = run_stages([(tmp_path, ["multitask", *[x for kv in {**ins, **outs}.items() for x in kv]])])
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "metrics/multitask.json").read_text()) == {"enabled": False}
+    for d in ("models/multitask", "data/multitask", "reports/multitask"):
+        assert (tmp_path / d / "disabled.json").is_file()
+    args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), multitask_data=None,
+                                 multitask_metrics=None)
+    assert _multitask(args, None, None) is None

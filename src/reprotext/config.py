@@ -379,15 +379,18 @@ class MultitaskConfig(_Section):
     # Which task the next batch comes from (Arivazhagan et al. 2019): proportional to N_t, or to N_t^(1/T).
     sampling: Literal["proportional", "temperature"] = "temperature"
     temperature: float = Field(5.0, ge=1)  # sampling temperature only: 1 = proportional, larger = closer to uniform
-    steps_per_epoch: int | None = Field(None, ge=1)  # None: all tasks' training documents / batch_size
+    steps_per_epoch: int | None = Field(150, ge=1)  # None: all tasks' training documents / batch_size
     # Early stopping on the tasks' mean dev score or one task's (source, target or an extra task's name).
     stop_on: str = "mean"
     monitor: Literal["loss", "accuracy"] = "loss"
+    # Dev documents per task scored after every epoch (a seeded sample; the target's early-stopping half is kept
+    # whole); the reported dev scores use the whole dev split. None: all.
+    epoch_dev_docs: int | None = Field(1000, ge=1)
     patience: int = Field(2, ge=0)
-    max_epochs: int = Field(10, ge=1)
+    max_epochs: int = Field(8, ge=1)
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     dropout: float = Field(0.5, ge=0, lt=1)
     # The single-task baseline: the same loop, recipe and init on the target task alone.
@@ -396,6 +399,9 @@ class MultitaskConfig(_Section):
     fewshot_k: tuple[int, ...] = (5,)
     fewshot_seeds: tuple[int, ...] = (0,)
     fewshot_steps_per_epoch: int | None = Field(None, ge=1)  # None: as steps_per_epoch
+    # The few-shot runs' early stopping (mean, source, target or an extra task): on the few-shot task by default,
+    # since the tasks with all their data would keep a run going long after the few-shot head has stopped learning.
+    fewshot_stop_on: str = "target"
     # Seeds the sampler and the heads; also the halving of the target dev split, which must match finetune.seed
     # for the dev scores to come from the same documents as finetune's.
     seed: int = 42
@@ -410,8 +416,10 @@ class MultitaskConfig(_Section):
         if twice:
             raise ValueError(f"extra task {twice[0]!r} is listed twice; give each extra task its own name")
         known = ["mean", "source", "target", *names]
-        if self.stop_on not in known:
-            raise ValueError(f"stop_on {self.stop_on!r} must be one of {', '.join(known)}; fix multitask.stop_on")
+        for key in ("stop_on", "fewshot_stop_on"):
+            if getattr(self, key) not in known:
+                raise ValueError(f"{key} {getattr(self, key)!r} must be one of {', '.join(known)}; "
+                                 f"fix multitask.{key}")
         bad = [k for k in self.fewshot_k if k < 1]
         if bad:
             raise ValueError(f"fewshot_k {bad[0]} must be >= 1 example per class; fix multitask.fewshot_k")

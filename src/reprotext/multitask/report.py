@@ -81,7 +81,8 @@ def lines(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetune: M
                f"The multitask stage trains one encoder with a head for each of {', '.join(f'`{t}`' for t in tasks)} "
                f"on interleaved one-task batches ({dev.get('sampling', 'temperature')} sampling"
                + (f", T = {dev['temperature']:g}" if dev.get("sampling") == "temperature" else "")
-               + f"), early-stopped on `{dev.get('early_stopping', 'dev/loss')}`. Single-task is the same loop, "
+               + f"), early-stopped on `{dev.get('early_stopping', 'dev/loss')}` (the few-shot runs on "
+               f"`{dev.get('fewshot_early_stopping', 'dev/target/loss')}`). Single-task is the same loop, "
                "recipe and initialisation on the target task alone; sequential transfer is the finetune stage's "
                "model (train on the source task, then a new head fine-tuned on the target task).", "",
                "| target task | " + " | ".join((SINGLE, SEQUENTIAL, MULTI)) + " |", "|---|---:|---:|---:|"]

@@ -92,9 +92,9 @@ def main() -> None:
 
         def run(names: list[str], train: dict, seed: int, steps: int | None, stop_on: str, mlflow_module=None,
                 bar=False):
+            seed_everything(seed)  # the heads' initial weights repeat for a seed, whatever ran before
             model = build(names)
             stop_on = stop_on if stop_on == "mean" or stop_on in names else "mean"
-            seed_everything(seed)
             result = fit_multitask(model, [train[n] for n in names], [dev_sets[n] for n in names],
                                    settings([len(train[n]) for n in names], seed, stop_on, steps, bar), mlflow_module)
             return model, result

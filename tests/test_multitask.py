@@ -208,8 +208,9 @@ def test_the_report_names_the_winner_and_the_margin():
                                                          "sequential transfer (fine-tuned)": 0.95, "multitask": 0.91}
     # finetune's few-shot mean is taken over the multitask stage's seeds only (seed 0: 0.7, not 0.4).
     assert table["dev accuracy, 5 examples per class"]["sequential transfer (fine-tuned)"] == pytest.approx(0.7)
-    line = verdict(table["test accuracy, all training data"], "test accuracy")
-    assert "**sequential transfer (fine-tuned)** wins with 0.950, +0.040 over multitask (0.910)" in line
+    line = verdict(table["test accuracy, all training data"], "test accuracy", 100)
+    assert "**sequential transfer (fine-tuned)** wins with 0.950 (+0.040, 4 documents of 100) over multitask (0.910)" in line
+    assert verdict({"a": 0.5, "b": 0.5, "c": None}, "x") == "x: b and a tie at 0.500"
 
 
 def test_the_exported_pyfunc_predicts_each_row_with_its_task_s_head(tokenizer, tmp_path):

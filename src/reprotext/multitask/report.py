@@ -55,15 +55,20 @@ def comparison(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetu
     return table
 
 
-def verdict(scores: Mapping[str, float | None], setting: str) -> str | None:
-    """Which of the three has the best score in ``setting``, and by how much over the runner-up."""
+def verdict(scores: Mapping[str, float | None], setting: str, docs: int | None = None) -> str | None:
+    """Which of the three has the best score in ``setting``, and by how much over the runner-up (for an accuracy
+    over ``docs`` documents, also as a number of documents)."""
     known = sorted(((v, k) for k, v in scores.items() if v is not None and v == v), reverse=True)
     if len(known) < 2:
         return None
     (best, winner), (second, runner) = known[0], known[1]
     if best == second:
         return f"{setting}: {winner} and {runner} tie at {best:.3f}"
-    return f"{setting}: **{winner}** wins with {best:.3f}, {best - second:+.3f} over {runner} ({second:.3f})"
+    margin = f"{best - second:+.3f}"
+    if docs:
+        n = round((best - second) * docs)
+        margin += f", {n} document{'s' if n != 1 else ''} of {docs}"
+    return f"{setting}: **{winner}** wins with {best:.3f} ({margin}) over {runner} ({second:.3f})"
 
 
 def lines(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetune: Mapping[str, Any],
@@ -74,7 +79,9 @@ def lines(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetune: M
     tasks = list(dev["tasks"])
     settings = [s for s in table if s.startswith("test accuracy")] + [
         s for s in table if s.startswith("dev accuracy") and "per class" in s]
-    verdicts = [v for s in settings if (v := verdict(table[s], s)) is not None]
+    docs = {s: test["tasks"]["target"].get("test_docs") if s.startswith("test") else dev.get("dev_score_docs")
+            for s in settings}
+    verdicts = [v for s in settings if (v := verdict(table[s], s, docs[s])) is not None]
     headline = [f"- Multitask ({' + '.join(tasks)}, one encoder, a head each) on the target task: " + "; ".join(
         verdicts) + "."] if verdicts else []
     section = ["## Multitask learning: one encoder, a head per task (target task)", "",

@@ -270,3 +270,15 @@ def test_switched_off_the_stage_writes_markers_and_evaluate_skips_it(tmp_path):
     args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), multitask_data=None,
                                  multitask_metrics=None)
     assert _multitask(args, None, None) is None
+
+
+def test_a_run_repeats_for_its_seed():
+    sets, labels = _disjoint_tasks()
+    states = []
+    for _ in range(2):
+        model = _model(labels, dropout=0.3)
+        fit_multitask(model, [sets["a"], sets["b"]], [sets["a"], sets["b"]], _settings([24, 24]))
+        states.append(model.state_dict())
+        torch.rand(5)  # randomness drawn in between changes nothing: each epoch reseeds
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -13,7 +13,7 @@ from reprotext.models import ModelConfig
 from reprotext.multitask import (MultitaskClassifier, MultitaskSettings, TaskBatchSampler, fit_multitask,
                                  load_multitask, save_multitask, task_probabilities)
 from reprotext.multitask.data import prepare_extra
-from reprotext.multitask.report import comparison, verdict
+from reprotext.multitask.report import comparison, seed_spread, verdict
 from reprotext.tokenizer import TokenArray
 from reprotext.training.data import TokenDataset
 
@@ -209,8 +209,10 @@ def test_the_report_names_the_winner_and_the_margin():
     # finetune's few-shot mean is taken over the multitask stage's seeds only (seed 0: 0.7, not 0.4).
     assert table["dev accuracy, 5 examples per class"]["sequential transfer (fine-tuned)"] == pytest.approx(0.7)
     line = verdict(table["test accuracy, all training data"], "test accuracy", 100)
-    assert "**sequential transfer (fine-tuned)** wins with 0.950 (+0.040, 4 documents of 100) over multitask (0.910)" in line
-    assert verdict({"a": 0.5, "b": 0.5, "c": None}, "x") == "x: b and a tie at 0.500"
+    assert line == ("test accuracy: **sequential transfer (fine-tuned)** wins with 0.950; multitask 0.910 (-0.040, "
+                    "4 documents of 100 fewer), single-task (scratch) 0.860 (-0.090, 9 documents of 100 fewer)")
+    assert verdict({"a": 0.5, "b": 0.5, "c": None}, "x") == "x: a and b tie at 0.500"
+    assert seed_spread(rows, 5) == pytest.approx(np.std([0.7, 0.1], ddof=1)) and seed_spread(rows, 1) is None
 
 
 def test_the_exported_pyfunc_predicts_each_row_with_its_task_s_head(tokenizer, tmp_path):

@@ -56,19 +56,31 @@ def comparison(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetu
 
 
 def verdict(scores: Mapping[str, float | None], setting: str, docs: int | None = None) -> str | None:
-    """Which of the three has the best score in ``setting``, and by how much over the runner-up (for an accuracy
-    over ``docs`` documents, also as a number of documents)."""
-    known = sorted(((v, k) for k, v in scores.items() if v is not None and v == v), reverse=True)
+    """Which of the three has the best score in ``setting``, and how far behind it each other one is (for an
+    accuracy over ``docs`` documents, also as a number of documents)."""
+    known = sorted(((v, k) for k, v in scores.items() if v is not None and v == v), key=lambda x: -x[0])
     if len(known) < 2:
         return None
-    (best, winner), (second, runner) = known[0], known[1]
-    if best == second:
-        return f"{setting}: {winner} and {runner} tie at {best:.3f}"
-    margin = f"{best - second:+.3f}"
-    if docs:
-        n = round((best - second) * docs)
-        margin += f", {n} document{'s' if n != 1 else ''} of {docs}"
-    return f"{setting}: **{winner}** wins with {best:.3f} ({margin}) over {runner} ({second:.3f})"
+    best, winner = known[0]
+    if best == known[1][0]:
+        tied = [k for v, k in known if v == best]
+        return f"{setting}: {' and '.join(tied)} tie at {best:.3f}"
+
+    def behind(value: float) -> str:
+        gap = f"{value - best:+.3f}"
+        if docs:
+            n = round((best - value) * docs)
+            gap += f", {n} document{'s' if n != 1 else ''} of {docs} fewer"
+        return gap
+
+    others = ", ".join(f"{k} {v:.3f} ({behind(v)})" for v, k in known[1:])
+    return f"{setting}: **{winner}** wins with {best:.3f}; {others}"
+
+
+def seed_spread(rows: pd.DataFrame, k: int) -> float | None:
+    """The standard deviation over finetune's seeds of the fine-tuned model's few-shot dev accuracy at ``k``."""
+    part = rows[(rows["k"].astype(str) == str(k)) & (rows["variant"] == "pretrained")]
+    return float(part["accuracy"].std()) if len(part) > 1 else None
 
 
 def lines(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetune: Mapping[str, Any],
@@ -100,7 +112,14 @@ def lines(multitask: Mapping[str, Any], evaluate: Mapping[str, Any], finetune: M
                 f"({dev.get('dev_score_docs')} documents), for all three. Few-shot: k training examples per class "
                 f"of the target task (the other tasks keep all theirs), drawn as finetune draws them, mean over "
                 f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}; no few-shot model is kept, so "
-                "few-shot has dev scores only.", "",
+                "few-shot has dev scores only."]
+    for k in sorted(int(key.removeprefix("k")) for key in dev.get("fewshot", {})):
+        spread = seed_spread(finetune_rows, k)
+        if spread is not None:
+            section[-1] += (f" At k = {k} the fine-tuned model's dev accuracy varies by {spread:.3f} (standard "
+                            "deviation) between finetune's seeds: few-shot gaps smaller than that are within the "
+                            "draw of the examples.")
+    section += ["",
                 "Each task in the multitask model:", "",
                 "| task | training docs | share of batches | dev accuracy | test accuracy | test macro-F1 |",
                 "|---|---:|---:|---:|---:|---:|"]

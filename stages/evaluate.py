@@ -161,9 +161,13 @@ def main() -> None:
 def _multitask(args, cfg: EvaluateConfig, tok: Tokenizer) -> dict | None:
     """The multitask model's test scores on every task and the single-task baseline's on the target task.
 
-    Returns None when no multitask directory was passed or the stage was switched off.
+    Returns None when no multitask directory was passed or exists, or the stage was switched off.
     """
     if not args.multitask or (Path(args.multitask) / DISABLED).is_file():
+        return None
+    if not Path(args.multitask).exists():  # a stage run outside DVC (bench/run.py runs the stages it times)
+        print(f"note: no multitask model at {args.multitask}; the report leaves the multitask comparison out "
+              "(`dvc repro multitask` makes one)")
         return None
     if not args.multitask_metrics or not args.multitask_data:
         raise ArtifactError("--multitask needs --multitask-data and --multitask-metrics (the stage's other outputs)")

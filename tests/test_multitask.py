@@ -272,6 +272,8 @@ def test_switched_off_the_stage_writes_markers_and_evaluate_skips_it(tmp_path):
     args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), multitask_data=None,
                                  multitask_metrics=None)
     assert _multitask(args, None, None) is None
+    args.multitask = str(tmp_path / "nothing-here")  # the stage never ran (a stage script run outside DVC)
+    assert _multitask(args, None, None) is None
 
 
 def test_a_run_repeats_for_its_seed():

@@ -286,3 +286,63 @@ def test_a_run_repeats_for_its_seed():
         torch.rand(5)  # randomness drawn in between changes nothing: each epoch reseeds
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_stage_trains_an_extra_task_and_evaluate_scores_its_test_split(tmp_path, tokenizer, corpus):
+    """The multitask stage's real command on tiny artefacts with an extra task, then evaluate's multitask scoring."""
+    import json
+    import types
+
+    import yaml
+    from repo_copy import run_stages
+
+    from reprotext.config import EmbedConfig, EvaluateConfig
+    from reprotext.data.split import split_frame
+    from reprotext.data.store import read_frame, write_frame
+    from reprotext.embeddings import EmbedResult
+    from reprotext.embeddings import save as save_embeddings
+    from reprotext.models import Classifier, save_model
+    from reprotext.tokenizer import Tokenizer
+    from stages.evaluate import _multitask
+
+    texts, labels = corpus
+    frame = pd.DataFrame({"text": texts, "label": labels}).drop_duplicates("text").reset_index(drop=True)
+    sha = tokenizer.sha256
+    for role, task in (("source", frame), ("target", frame.assign(label=np.where(frame["label"] == "space",
+                                                                                    "space", "other")))):
+        parts = split_frame(task, SplitConfig(), where=role).parts
+        for split, part in parts.items():
+            (tmp_path / "data/split" / role).mkdir(parents=True, exist_ok=True)
+            write_frame(part, tmp_path / "data/split" / role / f"{split}.parquet", {})
+            if split != "test":
+                tokenizer.encode_array(part["text"].tolist()).save(tmp_path / "data/tokens" / role / split, sha)
+    config = ModelConfig("bag", tokenizer.vocab_size, 8, ("cars", "space", "sport"), max_len=64, tokenizer_sha256=sha,
+                         encoder={"pooling": "mean"})
+    save_model(Classifier(config), tmp_path / "models/train", {"train_config": {"embeddings": "pretrained"}})
+    vectors = np.random.default_rng(0).normal(size=(tokenizer.vocab_size, 8)).astype(np.float32)
+    save_embeddings(tmp_path / "models/embeddings", EmbedResult(vectors, np.ones(len(vectors), bool), [], 0.0, 0),
+                    EmbedConfig(dim=8), sha)
+    (tmp_path / "models/tokenizer").mkdir(parents=True)
+    (tmp_path / "models/tokenizer" / tokenizer.path.name).write_bytes(tokenizer.path.read_bytes())
+    pd.DataFrame({"body": texts, "topic": labels}).to_csv(tmp_path / "extra.csv", index=False)
+    extra = {"name": "topics", "path": str(tmp_path / "extra.csv"), "text_column": "body", "label_column": "topic"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"multitask": {
+        "max_epochs": 2, "steps_per_epoch": 6, "batch_size": 8, "fewshot_k": [2], "fewshot_seeds": [0],
+        "extra_tasks": [extra]}}))
+    argv = {"--splits": "data/split", "--tokenizer": "models/tokenizer", "--tokens": "data/tokens",
+            "--trained": "models/train", "--embeddings": "models/embeddings", "--out": "models/multitask",
+            "--data-out": "data/multitask", "--report": "reports/multitask",
+            "--history": "reports/multitask_history.csv", "--metrics": "metrics/multitask.json"}
+    [done] = run_stages([(tmp_path, ["multitask", *[x for kv in argv.items() for x in kv]])])
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics/multitask.json").read_text())
+    assert set(metrics["tasks"]) == {"source", "target", "topics"} and metrics["epochs_run"] <= 2
+    assert metrics["tasks"]["topics"]["classes"] == 3 and set(metrics["fewshot"]["k2"]) == {"multitask", "single_task"}
+    test = read_frame(tmp_path / "data/multitask/topics/test.parquet")
+    args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), splits=str(tmp_path / "data/split"),
+                                 multitask_data=str(tmp_path / "data/multitask"),
+                                 multitask_metrics=str(tmp_path / "metrics/multitask.json"))
+    scored = _multitask(args, EvaluateConfig(), Tokenizer.load(tmp_path / "models/tokenizer"))
+    assert scored["test"]["tasks"]["topics"]["test_docs"] == len(test) > 0
+    assert 0 <= scored["test"]["single_task"]["test"]["accuracy"] <= 1
+    assert list(scored["example"]["task"]) == ["source", "target", "topics"]

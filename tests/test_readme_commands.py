@@ -24,7 +24,7 @@ from servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\S*)\s*$")
-LANGUAGES = {"bash", "yaml", "text"}
+LANGUAGES = {"bash", "python", "yaml", "text"}
 
 # Commands this test runs (by prefix; each prefix matches a README command).
 RUN_HERE = [
@@ -41,7 +41,7 @@ RUN_HERE = [
     ".venv/bin/reprotext report --baseline origin/main",
     ".venv/bin/reprotext gate --baseline origin/main",
     "BASELINE=origin/main .github/scripts/retrain.sh",
-    "PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S",
+    "PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S train.lr",
     ".venv/bin/dvc exp show",
     "make retrieval RETRIEVAL_DATA=path/to/beir-folder",
     ".venv/bin/reprotext index --method hybrid --input data/retrieval/beir",
@@ -60,6 +60,9 @@ NOT_RUN_HERE = {
                       "tests/test_team_setup.py runs it on a local PostgreSQL",
     "export MLFLOW_TRACKING_URI=http://mlflow-host:5000": "points at the team server above; "
                       "tests/test_team_setup.py runs the pipeline against it",
+    "PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S multitask.": "the `dvc exp run -S` form run here for "
+                      "train.lr; what the two multitask switches do is tests/test_multitask.py's (the stage "
+                      "with enabled: false, the sampling rules' proportions)",
     ".venv/bin/torchrun --nnodes 2": "needs two machines; tests/test_multinode.py runs it with two torchrun "
                       "launchers on loopback",
 }
@@ -75,6 +78,7 @@ COVERAGE = {
     "tests/test_bench.py": '"--smoke"',
     "tests/test_team_setup.py": '"server", "--backend-store-uri", postgres',
     "tests/test_multinode.py": "torchrun",
+    "tests/test_multitask.py": '{"multitask": {"enabled": False}}',
 }
 
 
@@ -195,6 +199,27 @@ def repo(pipeline: Path, tmp_path_factory) -> Path:
                   "text": ["the shuttle reached orbit", "crude oil output rose after opec met",
                            "the hockey team won the playoffs"]}).to_csv(repo / "docs.csv", index=False)
     return repo
+
+
+PYTHON_SNIPPETS = ["\n".join(lines) for lang, lines in readme_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+                   if lang == "python"]
+
+
+def test_readme_has_python_snippets_to_run():
+    assert PYTHON_SNIPPETS, "README.md has no ```python block: drop test_python_snippets_run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("snippet", PYTHON_SNIPPETS, ids=lambda s: s.splitlines()[-1][:40])
+def test_python_snippets_run(repo, snippet):
+    """Each ```python block runs as written in the pipeline after `dvc repro`; its last line, an expression, prints."""
+    *body, last = snippet.strip().splitlines()
+    code = "\n".join(body + [f"print(repr({last}))"])
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip(), "the snippet's last expression printed nothing"
+    if "multitask" in snippet:  # the multitask pyfunc: one row per input, each labelled within its own task
+        assert "target" in proc.stdout and "source" in proc.stdout and "label" in proc.stdout
 
 
 def _labels(repo: Path) -> list[str]:

@@ -339,7 +339,7 @@ def test_report_gate_and_retrain_against_origin_main(repo):
 def test_dvc_exp_run_and_show(repo):
     """Last: the experiment changes the workspace's params and outputs."""
     before = (repo / "metrics/train.json").read_text()
-    out = run(readme_command("PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S"), repo, timeout=900).stdout
+    out = run(readme_command("PATH=$PWD/.venv/bin:$PATH .venv/bin/dvc exp run -S train.lr"), repo, timeout=900).stdout
     name = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
     params = yaml.safe_load((repo / "params.yaml").read_text())["train"]
     assert params["lr"] == 0.001 and params["dropout"] == 0.5

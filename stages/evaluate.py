@@ -13,6 +13,8 @@ from reprotext.evaluation import (classification_metrics, confusion_frame, full_
                                   save_confusion, save_reliability, tfidf_logreg)
 from reprotext.io import atomic_dir, atomic_file, read_json, write_json
 from reprotext.models import load_model
+from reprotext.multitask import DISABLED, load_multitask
+from reprotext.multitask import export as multitask_export
 from reprotext.report import write_report
 from reprotext.retrieval import dual_encoder
 from reprotext.tokenizer import TokenArray, Tokenizer
@@ -20,6 +22,7 @@ from reprotext.tracking import best_effort, stage_run
 
 # The registry names; `models:/reprotext@champion` is the best source-task classifier so far.
 REGISTERED = {"source": "reprotext", "target": "reprotext-target"}
+MULTITASK_REGISTERED = "reprotext-multitask"  # one model, every task: the input's `task` column picks the head
 
 
 def _read_split(path: Path, hint: str) -> pd.DataFrame:
@@ -42,6 +45,9 @@ def main() -> None:
     p.add_argument("--reports", required=True)
     p.add_argument("--report", required=True, help="the markdown report to write")
     p.add_argument("--export", required=True, help="directory for the exported MLflow models")
+    p.add_argument("--multitask", help="the multitask stage's models; its tasks' test splits are scored too")
+    p.add_argument("--multitask-data", help="the multitask stage's extra tasks' splits")
+    p.add_argument("--multitask-metrics", help="the multitask stage's metrics (dev scores, few-shot)")
     p.add_argument("--metrics", required=True)
     args = p.parse_args()
     cfg = load_section("evaluate", EvaluateConfig, args.params)
@@ -101,14 +107,25 @@ def main() -> None:
                         "finetune_history": Path(args.target_model) / "history.png"})
         figures.update({f"{role}_retrieval_pr": reports / f"{role}_retrieval_pr.png" for role in metrics
                         if "retrieval" in metrics[role]})
+        multitask = _multitask(args, cfg, tok)  # None when the stage is switched off (or not passed)
+        if multitask is not None:
+            multitask["dev"] = read_json(args.multitask_metrics)
+            rows_csv = Path(args.finetune_report) / "fewshot.csv"  # per run: the seeds the multitask stage used
+            if not rows_csv.is_file():
+                raise ArtifactError(f"{rows_csv}: few-shot runs missing; run `dvc repro finetune`")
+            multitask["finetune_rows"] = pd.read_csv(rows_csv, dtype={"k": str})
+            figures["multitask_history"] = Path(args.multitask) / "history.png"
         with atomic_file(args.report) as tmp_report:
-            write_report(tmp_report, metrics, finetune, fewshot, per_class, figures)
+            write_report(tmp_report, metrics, finetune, fewshot, per_class, figures, multitask=multitask)
         models = {"source": Path(args.source_model), "target": Path(args.target_model)}
         with atomic_dir(args.export) as tmp:
             for role, model_dir in models.items():
                 labels = load_model(model_dir, tok.sha256)[0].config.labels
                 export.save(model_dir, tok.path, labels, examples[role], tmp / role, normalize)
-        write_json(args.metrics, metrics)
+            if multitask is not None:
+                multitask_export.save(multitask["model_dir"], tok.path, multitask["task_labels"],
+                                      multitask["example"], tmp / "multitask", normalize)
+        write_json(args.metrics, metrics if multitask is None else {**metrics, "multitask": multitask["test"]})
         with best_effort(f"the metrics were written to {args.metrics}"):
             for role, m in metrics.items():
                 mlflow.log_metrics({f"{role}/test/{k}": v for k, v in m["test"].items()})
@@ -118,6 +135,12 @@ def main() -> None:
                                     for k, v in zm.items()})
                 if "retrieval" in m:
                     mlflow.log_metrics(retrieval.flat_metrics(m["retrieval"], f"{role}/retrieval"))
+            if multitask is not None:
+                for name, m in multitask["test"]["tasks"].items():
+                    mlflow.log_metrics({f"multitask/{name}/test/{k}": v for k, v in m["test"].items()})
+                if "single_task" in multitask["test"]:
+                    mlflow.log_metrics({f"multitask/single_task/target/test/{k}": v
+                                        for k, v in multitask["test"]["single_task"]["test"].items()})
             mlflow.log_artifacts(args.reports, "evaluate")
             mlflow.log_artifact(args.report)
             for role, model_dir in models.items():
@@ -126,9 +149,49 @@ def main() -> None:
                                                             REGISTERED[role], metrics[role]["test"]["macro_f1"],
                                                             normalize)
                 print(f"registered {REGISTERED[role]} version {version}" + (" as champion" if champion else ""))
+            if multitask is not None:
+                version = multitask_export.log(multitask["model_dir"], tok.path, multitask["task_labels"],
+                                               multitask["example"], "multitask", MULTITASK_REGISTERED, normalize)
+                print(f"registered {MULTITASK_REGISTERED} version {version}")
         for role, m in metrics.items():
             print(f"{role:>6} ({m['model']}): test accuracy {m['test']['accuracy']:.4f}, macro-F1 {m['test']['macro_f1']:.4f}"
                   f" on {m['test_docs']} documents")
+
+
+def _multitask(args, cfg: EvaluateConfig, tok: Tokenizer) -> dict | None:
+    """The multitask model's test scores on every task and the single-task baseline's on the target task.
+
+    Returns None when no multitask directory was passed or exists, or the stage was switched off.
+    """
+    if not args.multitask or (Path(args.multitask) / DISABLED).is_file():
+        return None
+    if not Path(args.multitask).exists():  # a stage run outside DVC (bench/run.py runs the stages it times)
+        print(f"note: no multitask model at {args.multitask}; the report leaves the multitask comparison out "
+              "(`dvc repro multitask` makes one)")
+        return None
+    if not args.multitask_metrics or not args.multitask_data:
+        raise ArtifactError("--multitask needs --multitask-data and --multitask-metrics (the stage's other outputs)")
+    model_dir, single_dir = Path(args.multitask) / "model", Path(args.multitask) / "single_task"
+    model, _ = load_multitask(model_dir, tok.sha256)
+    single = load_multitask(single_dir, tok.sha256)[0] if single_dir.is_dir() else None
+
+    def test_scores(task_model, tokens: TokenArray, actual: list[str]) -> dict:
+        labels = list(task_model.config.labels)
+        proba = predict_tokens(task_model, tokens, cfg.batch_size)
+        return {"test": full_metrics(actual, [labels[i] for i in proba.argmax(1)], labels, proba,
+                                     cfg.calibration_bins), "test_docs": len(actual)}
+
+    out, examples = {"tasks": {}}, []
+    for name in model.tasks:
+        split_dir = Path(args.splits) / name if name in ("source", "target") else Path(args.multitask_data) / name
+        test = _read_split(split_dir / "test.parquet", "run `dvc repro split multitask` first")
+        tokens = TokenArray.from_lists(tok.encode(test["text"].tolist(), threads=2))
+        out["tasks"][name] = test_scores(model.task_model(name), tokens, test["label"].tolist())
+        if name == "target" and single is not None:
+            out["single_task"] = test_scores(single.task_model(name), tokens, test["label"].tolist())
+        examples += [(t[:300], name) for t in test["text"].head(1)]
+    return {"test": out, "model_dir": model_dir, "task_labels": model.task_labels,
+            "example": pd.DataFrame(examples, columns=["text", "task"])}
 
 
 def _zero_shot(model_dir: Path, args, tok: Tokenizer, tokens: TokenArray, actual: list[str], train: pd.DataFrame,

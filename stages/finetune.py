@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 
 from reprotext import embeddings, stage, zeroshot
+from reprotext.parallel import run_jobs
 from reprotext.config import FinetuneConfig, load_section
 from reprotext.evaluation import classification_metrics, majority_baseline
 from reprotext.io import atomic_dir, write_json
@@ -67,39 +68,55 @@ def main() -> None:
         full = FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.seed,
                            threads=cfg.threads)
 
-        runs, histories, rows = {}, {}, []
-        for variant, build in builders.items():
-            seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
-            model = build()
-            result, frozen = fit_transfer(model, train_ds, dev_stop, full, **schedule,
-                                          mlflow_module=mlflow if variant == PRETRAINED else None)
-            scores = score(model, dev_score, labels)
-            runs[variant] = {"best_epoch": result.best_epoch, "epochs_to_best": result.best_epoch + 1,
-                             "stopped_early": result.stopped_early,
-                             "epochs_run": len(result.history), "frozen_groups_per_epoch": frozen,
-                             "dev": {"loss": result.best["dev/loss"], **scores}}
-            histories[variant] = result.history
-            rows.append({"k": "all", "variant": variant, "seed": cfg.seed, "train_docs": len(train_ds),
-                         "best_epoch": result.best_epoch, **scores})
-            mlflow.log_metrics({f"{variant}/fit_seconds": result.seconds, f"{variant}/dev/accuracy": scores["accuracy"],
-                                f"{variant}/dev/macro_f1": scores["macro_f1"]})
-            if variant == PRETRAINED:
-                final, final_result = model, result
-
         few = replace(full, batch_size=cfg.fewshot_batch_size, progress_bar=False,
                       lr=cfg.lr if cfg.fewshot_lr is None else cfg.fewshot_lr,
                       max_epochs=cfg.max_epochs if cfg.fewshot_max_epochs is None else cfg.fewshot_max_epochs,
                       patience=cfg.patience if cfg.fewshot_patience is None else cfg.fewshot_patience)
-        for k in cfg.fewshot_k:
-            for seed in cfg.fewshot_seeds:
-                idx = sample_per_class(train_ds.labels, k, seed)
-                train_k = subset(train_ds, idx)
-                for variant, build in fewshot_builders.items():
-                    seed_everything(seed)
-                    model = build()
-                    result, _ = fit_transfer(model, train_k, dev_stop, replace(few, seed=seed), **schedule)
-                    rows.append({"k": str(k), "variant": variant, "seed": seed, "train_docs": len(idx),
-                                 "best_epoch": result.best_epoch, **score(model, dev_score, labels)})
+
+        def full_fit(variant: str, mlflow_module=None):
+            seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
+            model = builders[variant]()
+            result, frozen = fit_transfer(model, train_ds, dev_stop, full, **schedule, mlflow_module=mlflow_module)
+            return model, result, frozen, score(model, dev_score, labels)
+
+        def study_job(job: tuple[str, int, str]) -> dict:
+            """One fit of the study: the scratch runs on all the data, or one few-shot draw; seeded by itself."""
+            k, seed, variant = job
+            if k == "all":
+                _, result, frozen, scores = full_fit(variant)
+                return {"result": result, "frozen": frozen, "scores": scores, "train_docs": len(train_ds)}
+            idx = sample_per_class(train_ds.labels, int(k), seed)
+            seed_everything(seed)
+            model = fewshot_builders[variant]()
+            result, _ = fit_transfer(model, subset(train_ds, idx), dev_stop, replace(few, seed=seed), **schedule)
+            return {"result": result, "scores": score(model, dev_score, labels), "train_docs": len(idx)}
+
+        # The fine-tuned model in this process (it logs to the stage's MLflow run); the study's fits, each a pure
+        # function of its seed, over finetune.workers processes alongside it.
+        jobs = [("all", cfg.seed, v) for v in builders if v != PRETRAINED]
+        jobs += [(str(k), seed, v) for k in cfg.fewshot_k for seed in cfg.fewshot_seeds for v in fewshot_builders]
+        (final, final_result, frozen, scores), done = run_jobs(
+            study_job, jobs, cfg.workers, in_parent=lambda: full_fit(PRETRAINED, mlflow))
+        full_runs = {PRETRAINED: {"result": final_result, "frozen": frozen, "scores": scores,
+                                  "train_docs": len(train_ds)}}
+        full_runs.update({v: r for (k, _, v), r in zip(jobs, done) if k == "all"})
+        runs, histories, rows = {}, {}, []
+        for variant in builders:
+            r = full_runs[variant]
+            result, scores = r["result"], r["scores"]
+            runs[variant] = {"best_epoch": result.best_epoch, "epochs_to_best": result.best_epoch + 1,
+                             "stopped_early": result.stopped_early,
+                             "epochs_run": len(result.history), "frozen_groups_per_epoch": r["frozen"],
+                             "dev": {"loss": result.best["dev/loss"], **scores}}
+            histories[variant] = result.history
+            rows.append({"k": "all", "variant": variant, "seed": cfg.seed, "train_docs": r["train_docs"],
+                         "best_epoch": result.best_epoch, **scores})
+            mlflow.log_metrics({f"{variant}/fit_seconds": result.seconds, f"{variant}/dev/accuracy": scores["accuracy"],
+                                f"{variant}/dev/macro_f1": scores["macro_f1"]})
+        for (k, seed, variant), r in zip(jobs, done):
+            if k != "all":
+                rows.append({"k": k, "variant": variant, "seed": seed, "train_docs": r["train_docs"],
+                             "best_epoch": r["result"].best_epoch, **r["scores"]})
         curve = pd.DataFrame(rows)
         summary = summarise_curve(curve)
 

@@ -22,6 +22,7 @@ TINY = {
     "train": {"max_epochs": 2, "lr": 0.1, "bag": {"buckets": 20_000}},
     "finetune": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1, 5], "fewshot_seeds": [0, 1],
                  "dual_encoder": {"epochs": 1}},
+    "multitask": {"max_epochs": 2, "lr": 0.1, "fewshot_k": [1], "fewshot_seeds": [0]},
 }
 
 

@@ -22,7 +22,10 @@ def test_each_dvc_stage_reads_its_own_section():
     # evaluate also reads how prepare normalised text: the exported models apply the same to their input.
     also = {"evaluate": ["prepare.unicode_form", "prepare.lowercase"],
             # pretrain trains the encoder train.model names, with that encoder's options.
-            "pretrain": ["train.model", "train.transformer", "train.rnn", "train.ffnn"]}
+            "pretrain": ["train.model", "train.transformer", "train.rnn", "train.ffnn"],
+            # multitask reads its extra tasks as prepare reads a file and splits them as split does.
+            "multitask": [*(f"prepare.{k}" for k in ("encoding", "unicode_form", "lowercase", "min_chars", "max_docs",
+                                                      "seed")), *(f"split.{k}" for k in ("train", "dev", "test", "seed"))]}
     for name, stage in dvc["stages"].items():
         assert stage["params"] == [name, *also.get(name, [])]
         assert f"python -m stages.{name} " in stage["cmd"]

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from repo_copy import GIT, copy_repo, env, sh
 
 pytestmark = pytest.mark.slow
-STAGES = {"prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "evaluate"}
+STAGES = {"prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "multitask", "evaluate"}
 NAMES = ["lr-a", "lr-b", "lr-c", "lr-d"]
 
 

@@ -33,6 +33,20 @@ def test_finetune_reports_transfer_fewshot_and_zeroshot(pipeline):
     assert json.loads((pipeline / "models/finetune/zeroshot.json").read_text())["labels"]
 
 
+def test_study_fits_do_not_depend_on_the_number_of_workers(pipeline, tmp_path):
+    """The study's fits run over finetune.workers processes (2 in params.yaml); one process gives the same numbers."""
+    repo = shutil.copytree(pipeline, tmp_path / "repo", symlinks=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["finetune"]["workers"] == 2
+    params["finetune"]["workers"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(stage_command(repo, "finetune"), repo)
+    for rel in ("reports/finetune/fewshot.csv", "reports/finetune/zeroshot_dev.csv"):
+        assert (repo / rel).read_text() == (pipeline / rel).read_text(), rel
+    one, two = (json.loads((r / "metrics/finetune.json").read_text()) for r in (repo, pipeline))
+    assert one["runs"] == two["runs"] and one["fewshot"] == two["fewshot"]
+
+
 def test_no_stage_but_evaluate_opens_a_test_split(pipeline, tmp_path):
     repo = shutil.copytree(pipeline, tmp_path / "repo", symlinks=True)
     tests = sorted(repo.glob("data/split/*/test.parquet"))

@@ -8,7 +8,7 @@ import pytest
 from repo_copy import GIT, ROOT, copy_repo, set_params, sh
 
 from reprotext.errors import ReprotextError
-from reprotext.gate import Change, judge, render_report, render_verdicts
+from reprotext.gate import Change, dvc_executable, judge, render_report, render_verdicts
 
 CHANGES = [
     Change("metrics/evaluate.json:source/test/macro_f1", 0.80, 0.79),
@@ -48,6 +48,23 @@ def test_markdown_tables():
     assert "| metrics/evaluate.json:source/test/macro_f1 | 0.8000 | 0.7900 | -0.0100 |" in report
     assert "| train.lr | 0.0100 | 0.0200 |" in report
     assert "REGRESSION" in render_verdicts(judge(CHANGES, "test/macro_f1", 0.005))
+
+
+def test_dvc_is_the_one_beside_the_interpreter_then_the_paths(tmp_path, monkeypatch):
+    """`.venv/bin/reprotext report` works with nothing activated: it runs the venv's dvc."""
+    venv_bin, other = tmp_path / "venv-bin", tmp_path / "elsewhere"
+    venv_bin.mkdir(), other.mkdir()
+    (other / "dvc").write_text("#!/bin/sh\n")
+    (other / "dvc").chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", str(other))
+    assert dvc_executable() == str(other / "dvc")
+    (venv_bin / "dvc").write_text("#!/bin/sh\n")
+    assert dvc_executable() == str(venv_bin / "dvc")
+    (venv_bin / "dvc").unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(ReprotextError, match="dvc: not found beside .* nor on the PATH"):
+        dvc_executable()
 
 
 def test_workflow_is_valid_against_the_github_schema():

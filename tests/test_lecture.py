@@ -192,3 +192,24 @@ def test_parallel_experiments_share_the_cores_unless_the_user_chose(monkeypatch)
     assert lecture.threads(3)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert lecture.threads(2) == {}
+
+
+def test_the_multitask_lesson_compares_the_three_on_the_target_task(tmp_path):
+    from reprotext.lecture_report import Figures, multitask
+
+    metrics = {"multitask/tasks/target/dev/accuracy": 0.91, "multitask/single_task/dev/accuracy": 0.88,
+               "finetune/runs/pretrained/dev/accuracy": 0.90, "multitask/tasks/source/sampling_probability": 0.55,
+               "evaluate/multitask/single_task/test/accuracy": 0.87, "evaluate/target/test/accuracy": 0.93,
+               "evaluate/multitask/tasks/target/test/accuracy": 0.90,
+               "multitask/fewshot/k5/multitask/accuracy_mean": 0.6, "multitask/fewshot/k5/single_task/accuracy_mean": 0.5,
+               "finetune/fewshot/k5/pretrained/accuracy_mean": 0.7}
+    r = _result("multitask", {"multitask.enabled": True}, 0.7, **metrics)
+    r.runs["multitask"] = "multitask-run-multitask"
+    sweep = Sweep("lec-t", Plan("test", 2, (r.exp,)), f"sqlite:///{tmp_path}/mlflow.db", tmp_path, {"multitask": r})
+    lines = "\n".join(multitask(sweep, Figures(tmp_path / "fig", tmp_path / "report.md")))
+    assert "| target test accuracy | 0.870 | 0.930 | 0.900 |" in lines
+    assert "| target dev accuracy, k=5 | 0.500 | 0.700 | 0.600 |" in lines
+    assert "sequential transfer wins (0.930, +0.030 over multitask)" in lines
+    assert "MLflow multitask run `multitask-run-multitask`" in lines and (tmp_path / "fig" / "multitask.png").is_file()
+    del r.metrics["multitask/tasks/target/dev/accuracy"]
+    assert "recorded no multitask metrics" in "\n".join(multitask(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))

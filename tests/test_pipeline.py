@@ -10,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from repo_copy import sh, stage_command
 
-STAGES = ["prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "evaluate"]
+STAGES = ["prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "multitask", "evaluate"]
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,27 @@ def test_changing_train_params_reruns_only_downstream(repo):
     assert sorted(json.loads(sh(["dvc", "status", "--json", "dvc.yaml"], repo).stdout)) == ["train"]
     out = sh(["dvc", "repro"], repo).stdout
     ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == ["train", "finetune", "evaluate"]
+    assert ran[0] == "train" and ran[-1] == "evaluate" and sorted(ran[1:-1]) == ["finetune", "multitask"]
+
+
+def test_multitask_stage_trains_a_head_per_task_and_evaluate_scores_them(repo):
+    mt = json.loads((repo / "metrics/multitask.json").read_text())
+    assert mt["enabled"] and set(mt["tasks"]) == {"source", "target"} and mt["epochs_run"] <= 2
+    assert sum(t["sampling_probability"] for t in mt["tasks"].values()) == pytest.approx(1.0)
+    assert 0 <= mt["single_task"]["dev"]["accuracy"] <= 1 and set(mt["fewshot"]["k1"]) == {"multitask", "single_task"}
+    history = pd.read_csv(repo / "reports/multitask_history.csv")
+    assert {"dev/source/accuracy", "dev/target/accuracy", "dev/loss"} <= set(history.columns)
+    ev = json.loads((repo / "metrics/evaluate.json").read_text())["multitask"]
+    assert ev["tasks"]["source"]["test_docs"] == 40 and 0 <= ev["tasks"]["target"]["test"]["accuracy"] <= 1
+    assert 0 <= ev["single_task"]["test"]["accuracy"] <= 1
+    report = (repo / "reports/report.md").read_text()
+    assert "## Multitask learning" in report and "Closing note:" in report and "1 example per class" in report
+    client = MlflowClient(f"sqlite:///{repo}/mlflow.db")
+    run = next(r for r in client.search_runs([client.get_experiment_by_name("reprotext").experiment_id])
+               if r.info.run_name == "multitask")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "dev/target/accuracy")] == list(
+        range(mt["epochs_run"]))
+    assert (repo / "models/export/multitask/MLmodel").is_file()
 
 
 def test_summary_prints_both_tasks(repo):

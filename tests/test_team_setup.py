@@ -19,7 +19,7 @@ from repo_copy import copy_repo, sh
 from servers import free_port, serve
 
 pytestmark = pytest.mark.slow
-STAGES = {"prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "evaluate"}
+STAGES = {"prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "multitask", "evaluate"}
 
 
 def _as_postgres(args: list[str]) -> None:

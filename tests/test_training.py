@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+import ddp_fit
 from ddp_fit import word_task
 from reprotext.config import TrainConfig, parse_section
 from reprotext.errors import ConfigError, DataError
@@ -19,7 +20,7 @@ from reprotext.models import Classifier, ModelConfig, encoder_statistics, load_s
 from reprotext.tokenizer import PAD, TokenArray
 from reprotext.training import (ClassifierModule, FitSettings, TokenDataset, collate, encode_labels, fit,
                                 seed_everything)
-from reprotext.training.data import id_batches
+from reprotext.training.data import EpochShuffleSampler, id_batches
 from reprotext.training.history import save_history
 from reprotext.training.module import lr_factor
 
@@ -284,20 +285,42 @@ def test_stale_or_corrupt_resume_state_is_not_resumed(tmp_path, monkeypatch):
     assert again.resumed_after == 0 and len(again.history) == 3
 
 
+def _steps_where_one_process_has_only_empty_documents(n: int, batch: int, epochs: int) -> int:
+    count = 0
+    for epoch in range(epochs):
+        shares = []
+        for rank in range(2):
+            sampler = EpochShuffleSampler(n, 0, rank, 2)
+            sampler.set_epoch(epoch)
+            shares.append(list(sampler))
+        for start in range(0, len(shares[0]), batch // 2):
+            bare = [all(ddp_fit.empty(i) for i in share[start:start + batch // 2]) for share in shares]
+            assert not all(bare)  # a step where no process has a feature would step SparseAdam's clock in DDP only
+            count += any(bare)
+    return count
+
+
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes_matches_one(tmp_path):
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_ddp_with_two_cpu_processes_matches_one(tmp_path, kind):
     # Lightning's DDP launcher re-runs the script for rank 1 (gloo on CPU); each process
     # takes every other example of the epoch's permutation, half the global batch.
+    # sparse: the tables' sparse gradients all-reduced, also at steps that give one process none.
     script = Path(__file__).with_name("ddp_fit.py")
     for devices in (1, 2):
-        proc = subprocess.run([sys.executable, str(script), str(devices), str(tmp_path / f"{devices}.json")],
+        proc = subprocess.run([sys.executable, str(script), str(devices), str(tmp_path / f"{devices}.json"), kind],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"{d}.json").read_text()) for d in (1, 2))
-    assert one["steps"] == two["steps"] == 3 * math.ceil(126 / 16)
+    batch = 16 if kind == "dense" else ddp_fit.SPARSE_BATCH
+    assert one["steps"] == two["steps"] == 3 * math.ceil(126 / batch)
+    if kind == "sparse":
+        assert _steps_where_one_process_has_only_empty_documents(126, batch, 3) > 0
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["dev/loss"] == pytest.approx(a["dev/loss"], rel=1e-4)
         assert b["dev/accuracy"] == pytest.approx(a["dev/accuracy"], abs=1e-6)
+    for name, total in one["weights"].items():
+        assert two["weights"][name] == pytest.approx(total, rel=1e-4, abs=1e-5)
 
 
 def test_train_config_checks_combinations():

@@ -12,6 +12,11 @@
 #   SET_PARAMS      space-separated overrides "train.lr=0.01 train.model=bag" applied before `dvc repro`
 set -euo pipefail
 
+# By hand after `make run`, nothing activated: the venv's dvc, reprotext and (for the stages) python come first.
+if [ -x .venv/bin/dvc ]; then
+  export PATH="$PWD/.venv/bin:$PATH"
+fi
+
 BASELINE=${BASELINE:-HEAD~1}
 GATE_METRIC=${GATE_METRIC:-test/macro_f1}
 GATE_TOLERANCE=${GATE_TOLERANCE:-0.005}

@@ -16,6 +16,7 @@ def _summary(args: argparse.Namespace) -> None:
         raise ReprotextError(f"{path}: no evaluation metrics yet; run `make run` (or `dvc repro`) first")
     metrics = json.loads(path.read_text())
     print(f"reprotext results ({path}):")
+    multitask = metrics.pop("multitask", None)  # the multitask stage's model, scored per task
     for role, m in metrics.items():
         t = m["test"]
         print(f"  {role:<7} {m['model']:<9} test accuracy {t['accuracy']:.4f}   macro-F1 {t['macro_f1']:.4f}"
@@ -25,6 +26,10 @@ def _summary(args: argparse.Namespace) -> None:
             best, ms = r["best_learned"], r["methods"]
             print(f"  {'':<7} {'':<9} query-by-example mAP@100 {ms[best]['map_at_100']:.4f} ({best}) vs TF-IDF cosine "
                   f"{ms['tfidf_cosine']['map_at_100']:.4f}, BM25 {ms['bm25']['map_at_100']:.4f}")
+    for task, m in (multitask or {}).get("tasks", {}).items():
+        t = m["test"]
+        print(f"  {task:<7} {'multitask':<9} test accuracy {t['accuracy']:.4f}   macro-F1 {t['macro_f1']:.4f}"
+              f"   ({m['test_docs']} test documents)")
 
 
 def _report(args: argparse.Namespace) -> None:

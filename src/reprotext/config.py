@@ -7,6 +7,7 @@ and every value is range-checked here, before any work starts.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -321,6 +322,7 @@ class FinetuneConfig(_Section):
     patience: int = Field(3, ge=0)
     seed: int = 42
     threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+    workers: int = Field(2, ge=1)  # processes for the study's fits (scratch, few-shot), each `threads` threads
     warmup_epochs: int = Field(1, ge=0)  # head-only epochs before the encoder starts to thaw
     unfreeze_every: int = Field(1, ge=1)  # epochs between thawing one more encoder layer group (top first)
     encoder_lr_factor: float = Field(0.3, gt=0, le=10)
@@ -343,6 +345,87 @@ class FinetuneConfig(_Section):
         bad = [k for k in self.fewshot_k if k < 1]
         if bad:
             raise ValueError(f"fewshot_k {bad[0]} must be >= 1 example per class; fix finetune.fewshot_k")
+        return self
+
+
+class ExtraTaskOptions(_Section):
+    """multitask.extra_tasks[]: a further labelled dataset trained alongside the source and target tasks.
+
+    It is read, normalised and deduplicated as prepare reads a file (prepare's encoding, unicode_form, lowercase,
+    min_chars, max_docs and seed), split as split.train/dev/test say (stratified, split.seed), and its test
+    split is scored by the evaluate stage.
+    """
+
+    name: str  # names the task's head, metrics (dev/<name>/accuracy) and files: letters, digits, _ and -
+    path: str  # a .csv/.tsv/.parquet/.jsonl file (DVC does not track it: add it to the multitask stage's deps)
+    text_column: str = "text"
+    label_column: str = "label"
+
+    @model_validator(mode="after")
+    def _name_is_usable(self) -> "ExtraTaskOptions":
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name):
+            raise ValueError(f"extra task name {self.name!r} must be letters, digits, '_' or '-' "
+                             "(it names metrics and files)")
+        if self.name in ("source", "target", "mean"):
+            raise ValueError(f"extra task name {self.name!r} is reserved; choose another")
+        return self
+
+
+class MultitaskConfig(_Section):
+    """One encoder, one head per task (source, target and any extra tasks), trained together; compared on the
+    target task with the single-task model and with sequential transfer (the finetune stage)."""
+
+    enabled: bool = True  # false: the stage writes a marker, the report leaves the comparison out
+    extra_tasks: tuple[ExtraTaskOptions, ...] = ()
+    # Which task the next batch comes from (Arivazhagan et al. 2019): proportional to N_t, or to N_t^(1/T).
+    sampling: Literal["proportional", "temperature"] = "temperature"
+    temperature: float = Field(5.0, ge=1)  # sampling temperature only: 1 = proportional, larger = closer to uniform
+    steps_per_epoch: int | None = Field(150, ge=1)  # None: all tasks' training documents / batch_size
+    # Early stopping on the tasks' mean dev score or one task's (source, target or an extra task's name).
+    stop_on: str = "mean"
+    monitor: Literal["loss", "accuracy"] = "loss"
+    # Dev documents per task scored after every epoch (a seeded sample; the target's early-stopping half is kept
+    # whole); the reported dev scores use the whole dev split. None: all.
+    epoch_dev_docs: int | None = Field(1000, ge=1)
+    patience: int = Field(2, ge=0)
+    max_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    # The single-task baseline: the same loop, recipe and init on the target task alone.
+    single_task: bool = True
+    # Few-shot: the target task at k examples per class (finetune's draw for a seed), with all of the others.
+    fewshot_k: tuple[int, ...] = (5,)
+    fewshot_seeds: tuple[int, ...] = (0,)
+    fewshot_steps_per_epoch: int | None = Field(None, ge=1)  # None: as steps_per_epoch
+    # The few-shot runs' early stopping (mean, source, target or an extra task): on the few-shot task by default,
+    # since the tasks with all their data would keep a run going long after the few-shot head has stopped learning.
+    fewshot_stop_on: str = "target"
+    # Seeds the sampler and the heads; also the halving of the target dev split, which must match finetune.seed
+    # for the dev scores to come from the same documents as finetune's.
+    seed: int = 42
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+
+    @model_validator(mode="after")
+    def _tasks_consistent(self) -> "MultitaskConfig":
+        names = [t.name for t in self.extra_tasks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"extra task {twice[0]!r} is listed twice; give each extra task its own name")
+        known = ["mean", "source", "target", *names]
+        for key in ("stop_on", "fewshot_stop_on"):
+            if getattr(self, key) not in known:
+                raise ValueError(f"{key} {getattr(self, key)!r} must be one of {', '.join(known)}; "
+                                 f"fix multitask.{key}")
+        bad = [k for k in self.fewshot_k if k < 1]
+        if bad:
+            raise ValueError(f"fewshot_k {bad[0]} must be >= 1 example per class; fix multitask.fewshot_k")
+        if self.fewshot_k and not self.fewshot_seeds:
+            raise ValueError("fewshot_k needs at least one seed in multitask.fewshot_seeds (or set fewshot_k: [])")
         return self
 
 
@@ -369,6 +452,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "pretrain": PretrainConfig,
     "train": TrainConfig,
     "finetune": FinetuneConfig,
+    "multitask": MultitaskConfig,
     "evaluate": EvaluateConfig,
 }
 

@@ -6,7 +6,9 @@ so it works on any pipeline whose metrics files are committed with `cache: false
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +50,25 @@ def baseline_exists(rev: str, cwd: Path) -> bool:
     return proc.returncode == 0
 
 
+def dvc_executable() -> str:
+    """This environment's `dvc` (beside the interpreter: `.venv/bin/reprotext` works with nothing activated),
+    else the one on the PATH."""
+    own = Path(sys.executable).with_name("dvc")
+    if own.is_file():
+        return str(own)
+    found = shutil.which("dvc")
+    if found is None:
+        raise ReprotextError(f"dvc: not found beside {sys.executable} nor on the PATH; install the project "
+                             "(`make setup`) or put dvc on the PATH")
+    return found
+
+
 def _dvc_diff(kind: str, rev: str, cwd: Path) -> list[Change]:
-    cmd = ["dvc", kind, "diff", rev, "--json"] + (["--all"] if kind == "metrics" else [])
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    args = [kind, "diff", rev, "--json"] + (["--all"] if kind == "metrics" else [])
+    proc = subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ReprotextError(f"`{' '.join(cmd)}` failed in {cwd}: {reason}")
+        raise ReprotextError(f"`dvc {' '.join(args)}` failed in {cwd}: {reason}")
     data = json.loads(proc.stdout or "{}")
     return [Change(f"{path}:{key.replace('.', '/')}", v.get("old"), v.get("new"))
             for path, entries in sorted(data.items()) for key, v in sorted(entries.items())]

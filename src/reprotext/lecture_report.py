@@ -538,6 +538,47 @@ def transfer(sweep: Sweep, figs: Figures) -> list[str]:
                              "zero-shot accuracy against the majority class.")
 
 
+def multitask(sweep: Sweep, figs: Figures) -> list[str]:
+    lines = ["## 9. Multitask learning: one encoder, a head per task", ""]
+    if not sweep.ok("multitask"):
+        return lines + _missing(sweep, ["multitask"])
+    r = sweep["multitask"]
+    if math.isnan(r.m("multitask/tasks/target/dev/accuracy")):
+        return lines + [f"Not shown: experiment `{r.dvc_name}` recorded no multitask metrics "
+                        "(was `multitask.enabled` off?).", ""]
+    names = ("single-task", "sequential transfer", "multitask")
+    rows = {"target dev accuracy": (r.m("multitask/single_task/dev/accuracy"),
+                                    r.m("finetune/runs/pretrained/dev/accuracy"),
+                                    r.m("multitask/tasks/target/dev/accuracy")),
+            "target test accuracy": (r.m("evaluate/multitask/single_task/test/accuracy"),
+                                     r.m("evaluate/target/test/accuracy"),
+                                     r.m("evaluate/multitask/tasks/target/test/accuracy"))}
+    for k in sorted(int(m.group(1)) for key in r.metrics
+                    if (m := re.fullmatch(r"multitask/fewshot/k(\d+)/multitask/accuracy_mean", key))):
+        rows[f"target dev accuracy, k={k}"] = (r.m(f"multitask/fewshot/k{k}/single_task/accuracy_mean"),
+                                               r.m(f"finetune/fewshot/k{k}/pretrained/accuracy_mean"),
+                                               r.m(f"multitask/fewshot/k{k}/multitask/accuracy_mean"))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    _bars(ax, list(rows), {n: [v[i] for v in rows.values()] for i, n in enumerate(names)}, "accuracy (target task)")
+    ax.set_title("single-task vs sequential transfer vs multitask on the target task", fontsize=9)
+    lines += [f"Collobert & Weston (2008) share one representation between tasks trained at the same time instead "
+              f"of pretraining and then fine-tuning. Experiment `{r.dvc_name}` trains one encoder with a head for "
+              f"the source and one for the target task on interleaved one-task batches (the source task drawn for "
+              f"{_fmt(r.m('multitask/tasks/source/sampling_probability'), '.0%')} of the batches); single-task is the "
+              "same loop on the target task alone; sequential transfer is the finetune stage's model. Dev scores are "
+              "on the half of the target dev split that early stopping did not see; few-shot (k examples per "
+              "class of the target task; finetune's few-shot mean is over its own seeds) has dev scores only.", ""]
+    lines += _table(["target task", *names], [(k, *(_fmt(x) for x in v)) for k, v in rows.items()])
+    test = dict(zip(names, rows["target test accuracy"]))
+    known = sorted(((v, n) for n, v in test.items() if not math.isnan(v)), reverse=True)
+    if len(known) >= 2:
+        lines += [f"On the target test split {known[0][1]} wins ({_fmt(known[0][0])}, "
+                  f"{known[0][0] - known[1][0]:+.3f} over {known[1][1]}).", ""]
+    return lines + figs.save(fig, "multitask", [(r, "multitask"), (r, "evaluate")],
+                             "Target-task accuracy of the single-task, sequentially transferred and multitask models.")
+
+
 LESSONS: tuple[Callable, ...] = (overfitting, regularisers, dropout_batchnorm, gradient_descent, encoders)
 
 
@@ -585,5 +626,6 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
         lines += tokenizers(sweep, figs, work)
         lines += word2vec(sweep, figs, work)
         lines += transfer(sweep, figs)
+        lines += multitask(sweep, figs)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

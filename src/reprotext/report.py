@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from reprotext import retrieval
+from reprotext.multitask import report as multitask_report
 
 COLUMNS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece")
 
@@ -56,8 +57,13 @@ def per_class_table(frame: pd.DataFrame) -> list[str]:
 
 
 def write_report(path: Path, evaluate: Mapping[str, Any], finetune: Mapping[str, Any], fewshot: pd.DataFrame,
-                 per_class: Mapping[str, pd.DataFrame], figures: Mapping[str, Path], k_claim: int = 10) -> None:
-    """Write the markdown report to ``path``; ``figures`` maps a name to a file, linked relative to the report."""
+                 per_class: Mapping[str, pd.DataFrame], figures: Mapping[str, Path], k_claim: int = 10,
+                 multitask: Mapping[str, Any] | None = None) -> None:
+    """Write the markdown report to ``path``; ``figures`` maps a name to a file, linked relative to the report.
+
+    ``multitask`` (the multitask stage's dev metrics under ``dev``, the evaluate stage's test scores under
+    ``test``, finetune's per-run few-shot rows under ``finetune_rows``) adds the multitask comparison.
+    """
     base = path.parent
     fig = {name: _link(p, base) for name, p in figures.items()}
     src, tgt = evaluate["source"], evaluate["target"]
@@ -99,6 +105,11 @@ def write_report(path: Path, evaluate: Mapping[str, Any], finetune: Mapping[str,
                      f"{zs['majority']['accuracy']:.3f} / {zs['majority']['macro_f1']:.3f}.")
     retrieval_headline, retrieval_section = retrieval.report_lines(evaluate, finetune, fig)
     lines += retrieval_headline
+    multitask_headline, multitask_section = [], []
+    if multitask is not None:
+        multitask_headline, multitask_section = multitask_report.lines(
+            multitask, evaluate, finetune, multitask["finetune_rows"], fig.get("multitask_history"))
+    lines += multitask_headline
     for role, title, m in (("source", "Source task (test split)", src), ("target", "Target task (test split)", tgt)):
         rows = {f"{m['model']} model": m["test"], **{f"baseline: {k.replace('_', ' ')}": b
                                                        for k, b in m.get("baselines", {}).items()}}
@@ -126,6 +137,7 @@ def write_report(path: Path, evaluate: Mapping[str, Any], finetune: Mapping[str,
                   "Label descriptions: " + ", ".join(f"`{k}` → “{v}”" for k, v in
                                                     finetune["zeroshot"]["descriptions"].items()), ""]
     lines += retrieval_section
+    lines += multitask_section
     lines += ["## How these numbers were made", "",
               "- Splits: stratified 70/20/10 train/dev/test per task (the split stage). Test is read only here.",
               "- Fine-tuning: the source model's encoder under a new head; the head trains alone for the warm-up "

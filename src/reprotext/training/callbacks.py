@@ -95,28 +95,33 @@ class EarlyStopping(L.Callback):
         self.wait, self.stopped, self.best_state = state_dict["wait"], state_dict["stopped"], state_dict["best_state"]
 
 
-def weight_norms(module: torch.nn.Module) -> dict[str, float]:
-    """``weights/<layer>/l1`` and ``weights/<layer>/l2`` of every weight matrix (they grow when a model overfits)."""
-    out = {}
-    for name, p in module.named_parameters():
-        if p.ndim >= 2:
-            layer = name.removesuffix(".weight")
-            w = p.detach().float()
-            out[f"weights/{layer}/l1"] = float(w.abs().sum())
-            out[f"weights/{layer}/l2"] = float(w.norm())
-    return out
-
-
 NEAR_ZERO = (1e-3, 1e-2)
 
 
-def near_zero_shares(module: torch.nn.Module) -> dict[str, float]:
-    """``weights/share_below_<t>``: the share of all weight-matrix entries with ``|w| < t`` (L1 drives it up)."""
-    mats = [p.detach().float().abs().flatten() for p in module.parameters() if p.ndim >= 2]
-    if not mats:
-        return {}
-    flat = torch.cat(mats)
-    return {f"weights/share_below_{t:g}": float((flat < t).float().mean()) for t in NEAR_ZERO}
+def weight_stats(module: torch.nn.Module) -> dict[str, float]:
+    """Per weight matrix ``weights/<layer>/l1`` and ``/l2`` (they grow when a model overfits), and over all of them
+    ``weights/share_below_<t>``, the share of entries with ``|w| < t`` (L1 drives it up).
+
+    One pass per matrix, no copies of the whole model: a bag's n-gram table has tens of millions of entries,
+    and these run after every epoch of every fit.
+    """
+    out: dict[str, float] = {}
+    below = dict.fromkeys(NEAR_ZERO, 0)
+    total = 0
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim < 2:
+                continue
+            a = p.detach().abs()
+            layer = name.removesuffix(".weight")
+            out[f"weights/{layer}/l1"] = float(a.sum(dtype=torch.float64))
+            out[f"weights/{layer}/l2"] = float(torch.linalg.vector_norm(a, dtype=torch.float64))
+            for t in NEAR_ZERO:
+                below[t] += int(torch.count_nonzero(a < t))
+            total += a.numel()
+    if total:
+        out.update({f"weights/share_below_{t:g}": below[t] / total for t in NEAR_ZERO})
+    return out
 
 
 class History(L.Callback):
@@ -141,7 +146,7 @@ class History(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, **{k: float(v) for k, v in trainer.callback_metrics.items()},
                "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), "train/steps": trainer.global_step,
-               **weight_norms(pl_module.model), **near_zero_shares(pl_module.model)}
+               **weight_stats(pl_module.model)}
         self.rows.append(row)
         if self.log_epochs and trainer.is_global_zero:
             log.info("epoch %d/%d: %s", row["epoch"] + 1, trainer.max_epochs, ", ".join(

@@ -1,6 +1,7 @@
 """Token arrays + labels -> padded batches (the DataModule)."""
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from reprotext.data.store import read_frame
 from reprotext.errors import DataError
 from reprotext.tokenizer import PAD, TokenArray
+
+log = logging.getLogger(__name__)
 
 
 class TokenDataset(Dataset):
@@ -95,6 +98,9 @@ class TextDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = EpochShuffleSampler(len(self.train_ds), self.seed, rank, world)
+        if world > 1:  # each process's own share, in its own log
+            log.info("process %d of %d: %d of the %d training documents per epoch, in batches of %d", rank, world,
+                     len(sampler), len(self.train_ds), self.batch_size)
         return DataLoader(self.train_ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
                           drop_last=self.drop_last)
 

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from lightning.fabric.plugins.environments import (LSFEnvironment, MPIEnvironment, SLURMEnvironment,
+                                                   TorchElasticEnvironment)
 from torch import nn
 
 from reprotext.errors import ConfigError
@@ -72,6 +77,71 @@ def _per_device_batch(settings: FitSettings, world: int) -> int:
     return settings.batch_size // world
 
 
+# What starts the processes of a multi-node run and says so in the environment (Kubeflow and Lightning's own
+# set-up are told by MASTER_ADDR).
+LAUNCHERS = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+
+
+def check_launched_world(num_nodes: int, devices: int | str | list[int]) -> None:
+    """The processes params.yaml describes must be the ones a launcher started. Without this, ``num_nodes: 2``
+    under a plain ``dvc repro`` would wait for the other machine forever, and a torchrun of another size would
+    stop inside ``Trainer.fit`` with a traceback. ``devices: auto`` is left to Lightning."""
+    if num_nodes > 1 and "MASTER_ADDR" not in os.environ and not any(env.detect() for env in LAUNCHERS):
+        raise ConfigError(f"train.num_nodes {num_nodes}: nothing started this stage on the other machines; run it "
+                          "under torchrun on every machine (README: Growing beyond one machine), "
+                          "or set train.num_nodes: 1")
+    if isinstance(devices, list):
+        devices = len(devices)
+    if not isinstance(devices, int) or not TorchElasticEnvironment.detect():
+        return
+    if num_nodes * devices != int(os.environ["WORLD_SIZE"]):
+        raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes, but train.num_nodes {num_nodes} "
+                          f"x train.devices {devices} is {num_nodes * devices}; set them to torchrun's --nnodes "
+                          "and --nproc-per-node")
+
+
+def check_sparse_all_reduce(sparse: bool, world: int, device: torch.device) -> None:
+    """Sparse gradients over several processes need gloo, the CPU backend: stock NCCL builds refuse them
+    ("allreduce_sparse is only available in the NCCL experimental branch") at the first step."""
+    if sparse and world > 1 and device.type != "cpu":
+        raise ConfigError(f"train.bag.sparse: {world} {device.type} processes would all-reduce sparse gradients, "
+                          "which NCCL does not do; set train.bag.sparse: false (dense tables) or train on CPUs")
+
+
+@contextmanager
+def _sparse_tables_for_ddp(model: Classifier) -> Iterator[None]:
+    """Readies the tables with sparse gradients for DDP while it wraps and trains the model; undone afterwards.
+
+    DDP learns which gradients will be sparse from ``nn.Embedding.sparse`` when it is built, and a bag looks
+    its tables up functionally (``F.embedding(..., sparse=True)``): without the mark its reducer would copy
+    a sparse gradient into a dense bucket and fail. DDP also needs a gradient for every parameter on every
+    process at every step, and a table gets none from a batch without its features (no counted n-gram in
+    any document of one process's share): an empty lookup of each table, added to the logits as 0, gives
+    it an empty sparse gradient instead. The model's outputs and its saved form are unchanged.
+    """
+    sparse = model.sparse_parameters()
+    ids = {id(p) for p in sparse}
+    tables = [m for m in model.modules()
+              if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and id(m.weight) in ids and not m.sparse]
+    for m in tables:
+        m.sparse = True
+
+    def touch(module: nn.Module, inputs: tuple, logits: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return logits
+        none = torch.zeros(0, dtype=torch.long, device=logits.device)
+        return logits + sum(F.embedding(none, p, sparse=True).sum() for p in sparse)
+
+    hook = model.register_forward_hook(touch) if sparse else None
+    try:
+        yield
+    finally:
+        if hook is not None:
+            hook.remove()
+        for m in tables:
+            m.sparse = False
+
+
 def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: FitSettings, mlflow_module=None,
         resume_dir: Path | None = None, module_cls: type[ClassifierModule] = ClassifierModule,
         extra_callbacks: Sequence[L.Callback] = ()) -> FitResult:
@@ -86,6 +156,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     ``extra_callbacks`` (run before the history, e.g. a freezing schedule) let fine-tuning
     reuse this loop.
     """
+    check_launched_world(settings.num_nodes, settings.devices)
     if settings.threads:
         # Small models gain little from a second thread, and oversubscribed cores (a shared machine,
         # parallel experiments) make OpenMP's barriers spin: one thread was 6x faster under load here.
@@ -101,6 +172,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     start_from = None
     if resume_dir is not None:
         start_from = resume.prepare(resume_dir, resume.fingerprint(model, train, dev, settings), model)
+        callbacks.insert(0, resume.SameStart(resume_dir, start_from[1] if start_from else 0))  # stateless
         callbacks.append(ResumeCheckpoint(resume_dir / resume.CHECKPOINT))  # last: it saves the others' state
     trainer = L.Trainer(
         max_epochs=settings.max_epochs,
@@ -121,6 +193,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         callbacks=callbacks,
     )
     batch = _per_device_batch(settings, trainer.world_size)
+    check_sparse_all_reduce(bool(model.sparse_parameters()), trainer.world_size, trainer.strategy.root_device)
     # BatchNorm cannot normalise a batch of one: a lone leftover example is dropped (a different one each epoch).
     has_bn = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
     drop_last = has_bn and math.ceil(len(train) / trainer.world_size) % batch == 1
@@ -129,7 +202,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         log.info("resuming from %s after epoch %d", start_from[0], start_from[1] - 1)
     model.train()  # Lightning keeps the modes it finds: a model loaded for inference would train without dropout
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sparse_tables_for_ddp(model) if trainer.world_size > 1 else nullcontext():
         # num_workers=0 on purpose: collation is cheap, and worker processes would add nondeterminism and start-up time.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # Lightning 2.6's own combined loader builds torch's deprecated LeafSpec (torch >= 2.10 warns); ours is fine.
@@ -144,12 +217,13 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         raise ConfigError(f"training diverged: {settings.monitor} was never finite; "
                           "lower train.lr or set train.grad_clip")
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
-    log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
-             stopper.best_value, seconds)
     early = len(history.rows) < settings.max_epochs
-    if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
-        # A default that a run never reaches is a finding: the comparison would be between unfinished models.
-        log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
-                    "or the learning rate", settings.max_epochs, stopper.best_epoch)
+    if trainer.is_global_zero:  # said once, not by every process of a DDP run
+        log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
+                 stopper.best_value, seconds)
+        if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
+            # A default that a run never reaches is a finding: the comparison would be between unfinished models.
+            log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
+                        "or the learning rate", settings.max_epochs, stopper.best_epoch)
     return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
                      start_from[1] if start_from else 0, stopped_early=early)

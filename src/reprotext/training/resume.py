@@ -18,10 +18,12 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from reprotext.errors import ArtifactError
 from reprotext.io import atomic_file
 from reprotext.models import Classifier
 from reprotext.training.data import TokenDataset
@@ -75,3 +77,25 @@ def prepare(directory: Path, run_fingerprint: str, model: Classifier) -> tuple[P
         with atomic_file(stamp) as tmp:
             tmp.write_text(run_fingerprint)
     return None
+
+
+class SameStart(L.Callback):
+    """Under DDP, stops every process before any state is restored unless all resume from the same epoch.
+
+    Each process reads the resume directory itself; on several nodes without a
+    shared filesystem only rank 0's node holds the checkpoint, and processes
+    starting at different epochs would wait for each other forever.
+    """
+
+    def __init__(self, directory: Path, epochs_done: int):
+        self.directory, self.epochs_done = directory, epochs_done
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.world_size == 1:
+            return
+        starts = trainer.strategy.all_gather(torch.tensor(self.epochs_done)).tolist()
+        if len(set(starts)) > 1:
+            seen = ", ".join(f"rank {r}: {f'after epoch {e - 1}' if e else 'afresh'}" for r, e in enumerate(starts))
+            raise ArtifactError(f"{self.directory}: the processes would start from different epochs ({seen}); on "
+                                "several nodes the resume directory must be one that every node shares, "
+                                "or delete it on every node to start afresh")

@@ -319,7 +319,7 @@ def test_report_gate_and_retrain_against_origin_main(repo):
     committed = json.loads(sh(["git", "show", "origin/main:metrics/evaluate.json"], repo).stdout)
     ours = json.loads((repo / "metrics/evaluate.json").read_text())
     assert "## Metrics against `origin/main`" in report
-    row = next(line for line in report.splitlines() if "source/test/macro_f1" in line)
+    row = next(line for line in report.splitlines() if "evaluate.json:source/test/macro_f1 |" in line)  # not multitask/...
     for metrics in (committed, ours):
         assert f"{metrics['source']['test']['macro_f1']:.4f}" in row
 

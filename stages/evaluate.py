@@ -13,8 +13,8 @@ from reprotext.evaluation import (classification_metrics, confusion_frame, full_
                                   save_confusion, save_reliability, tfidf_logreg)
 from reprotext.io import atomic_dir, atomic_file, read_json, write_json
 from reprotext.models import load_model
-from reprotext.multitask import DISABLED, load_multitask
 from reprotext.multitask import export as multitask_export
+from reprotext.multitask.scoring import score_test as score_multitask
 from reprotext.report import write_report
 from reprotext.retrieval import dual_encoder
 from reprotext.tokenizer import TokenArray, Tokenizer
@@ -107,7 +107,8 @@ def main() -> None:
                         "finetune_history": Path(args.target_model) / "history.png"})
         figures.update({f"{role}_retrieval_pr": reports / f"{role}_retrieval_pr.png" for role in metrics
                         if "retrieval" in metrics[role]})
-        multitask = _multitask(args, cfg, tok)  # None when the stage is switched off (or not passed)
+        # None when the stage is switched off (or not passed)
+        multitask = score_multitask(args.multitask, args.multitask_data, args.multitask_metrics, args.splits, cfg, tok)
         if multitask is not None:
             multitask["dev"] = read_json(args.multitask_metrics)
             rows_csv = Path(args.finetune_report) / "fewshot.csv"  # per run: the seeds the multitask stage used
@@ -156,42 +157,6 @@ def main() -> None:
         for role, m in metrics.items():
             print(f"{role:>6} ({m['model']}): test accuracy {m['test']['accuracy']:.4f}, macro-F1 {m['test']['macro_f1']:.4f}"
                   f" on {m['test_docs']} documents")
-
-
-def _multitask(args, cfg: EvaluateConfig, tok: Tokenizer) -> dict | None:
-    """The multitask model's test scores on every task and the single-task baseline's on the target task.
-
-    Returns None when no multitask directory was passed or exists, or the stage was switched off.
-    """
-    if not args.multitask or (Path(args.multitask) / DISABLED).is_file():
-        return None
-    if not Path(args.multitask).exists():  # a stage run outside DVC (bench/run.py runs the stages it times)
-        print(f"note: no multitask model at {args.multitask}; the report leaves the multitask comparison out "
-              "(`dvc repro multitask` makes one)")
-        return None
-    if not args.multitask_metrics or not args.multitask_data:
-        raise ArtifactError("--multitask needs --multitask-data and --multitask-metrics (the stage's other outputs)")
-    model_dir, single_dir = Path(args.multitask) / "model", Path(args.multitask) / "single_task"
-    model, _ = load_multitask(model_dir, tok.sha256)
-    single = load_multitask(single_dir, tok.sha256)[0] if single_dir.is_dir() else None
-
-    def test_scores(task_model, tokens: TokenArray, actual: list[str]) -> dict:
-        labels = list(task_model.config.labels)
-        proba = predict_tokens(task_model, tokens, cfg.batch_size)
-        return {"test": full_metrics(actual, [labels[i] for i in proba.argmax(1)], labels, proba,
-                                     cfg.calibration_bins), "test_docs": len(actual)}
-
-    out, examples = {"tasks": {}}, []
-    for name in model.tasks:
-        split_dir = Path(args.splits) / name if name in ("source", "target") else Path(args.multitask_data) / name
-        test = _read_split(split_dir / "test.parquet", "run `dvc repro split multitask` first")
-        tokens = TokenArray.from_lists(tok.encode(test["text"].tolist(), threads=2))
-        out["tasks"][name] = test_scores(model.task_model(name), tokens, test["label"].tolist())
-        if name == "target" and single is not None:
-            out["single_task"] = test_scores(single.task_model(name), tokens, test["label"].tolist())
-        examples += [(t[:300], name) for t in test["text"].head(1)]
-    return {"test": out, "model_dir": model_dir, "task_labels": model.task_labels,
-            "example": pd.DataFrame(examples, columns=["text", "task"])}
 
 
 def _zero_shot(model_dir: Path, args, tok: Tokenizer, tokens: TokenArray, actual: list[str], train: pd.DataFrame,

@@ -252,12 +252,11 @@ def test_the_exported_pyfunc_predicts_each_row_with_its_task_s_head(tokenizer, t
 
 def test_switched_off_the_stage_writes_markers_and_evaluate_skips_it(tmp_path):
     import json
-    import types
 
     import yaml
     from repo_copy import run_stages
 
-    from stages.evaluate import _multitask
+    from reprotext.multitask.scoring import score_test
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"multitask": {"enabled": False}}))
     outs = {"--out": "models/multitask", "--data-out": "data/multitask", "--report": "reports/multitask",
@@ -269,11 +268,9 @@ def test_switched_off_the_stage_writes_markers_and_evaluate_skips_it(tmp_path):
     assert json.loads((tmp_path / "metrics/multitask.json").read_text()) == {"enabled": False}
     for d in ("models/multitask", "data/multitask", "reports/multitask"):
         assert (tmp_path / d / "disabled.json").is_file()
-    args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), multitask_data=None,
-                                 multitask_metrics=None)
-    assert _multitask(args, None, None) is None
-    args.multitask = str(tmp_path / "nothing-here")  # the stage never ran (a stage script run outside DVC)
-    assert _multitask(args, None, None) is None
+    assert score_test(tmp_path / "models/multitask", None, None, tmp_path / "data/split", None, None) is None
+    # the stage never ran (a stage script run outside DVC)
+    assert score_test(tmp_path / "nothing-here", None, None, tmp_path / "data/split", None, None) is None
 
 
 def test_a_run_repeats_for_its_seed():
@@ -291,7 +288,6 @@ def test_a_run_repeats_for_its_seed():
 def test_the_stage_trains_an_extra_task_and_evaluate_scores_its_test_split(tmp_path, tokenizer, corpus):
     """The multitask stage's real command on tiny artefacts with an extra task, then evaluate's multitask scoring."""
     import json
-    import types
 
     import yaml
     from repo_copy import run_stages
@@ -303,7 +299,7 @@ def test_the_stage_trains_an_extra_task_and_evaluate_scores_its_test_split(tmp_p
     from reprotext.embeddings import save as save_embeddings
     from reprotext.models import Classifier, save_model
     from reprotext.tokenizer import Tokenizer
-    from stages.evaluate import _multitask
+    from reprotext.multitask.scoring import score_test
 
     texts, labels = corpus
     frame = pd.DataFrame({"text": texts, "label": labels}).drop_duplicates("text").reset_index(drop=True)
@@ -339,10 +335,8 @@ def test_the_stage_trains_an_extra_task_and_evaluate_scores_its_test_split(tmp_p
     assert set(metrics["tasks"]) == {"source", "target", "topics"} and metrics["epochs_run"] <= 2
     assert metrics["tasks"]["topics"]["classes"] == 3 and set(metrics["fewshot"]["k2"]) == {"multitask", "single_task"}
     test = read_frame(tmp_path / "data/multitask/topics/test.parquet")
-    args = types.SimpleNamespace(multitask=str(tmp_path / "models/multitask"), splits=str(tmp_path / "data/split"),
-                                 multitask_data=str(tmp_path / "data/multitask"),
-                                 multitask_metrics=str(tmp_path / "metrics/multitask.json"))
-    scored = _multitask(args, EvaluateConfig(), Tokenizer.load(tmp_path / "models/tokenizer"))
+    scored = score_test(tmp_path / "models/multitask", tmp_path / "data/multitask", tmp_path / "metrics/multitask.json",
+                        tmp_path / "data/split", EvaluateConfig(), Tokenizer.load(tmp_path / "models/tokenizer"))
     assert scored["test"]["tasks"]["topics"]["test_docs"] == len(test) > 0
     assert 0 <= scored["test"]["single_task"]["test"]["accuracy"] <= 1
     assert list(scored["example"]["task"]) == ["source", "target", "topics"]

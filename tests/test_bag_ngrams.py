@@ -198,3 +198,44 @@ def test_counted_vocabulary_keeps_frequent_ngrams_exactly_and_drops_the_rare():
     assert [r - V for r in rows if r >= V] == [0, 1, 2]  # only the counted n-grams, each its own row
     # IDF: "new" in 2 of 2 documents, "big" (a piece) in 1
     assert stats["idf"][6].item() == pytest.approx(1.0) and stats["idf"][11].item() > 1.0
+
+
+def test_row_sparse_adam_is_torchs_sparse_adam_to_the_bit():
+    """The row-wise update does torch's SparseAdam's arithmetic: same weights and moments after repeated rows."""
+    import copy
+
+    from reprotext.training.optim import RowSparseAdam
+
+    torch.manual_seed(0)
+    ours_table = torch.nn.EmbeddingBag(500, 8, mode="sum", sparse=True)
+    torch_table = copy.deepcopy(ours_table)
+    ours, theirs = RowSparseAdam(ours_table.parameters(), lr=0.01), torch.optim.SparseAdam(torch_table.parameters(), lr=0.01)
+    for step in range(12):
+        ids = torch.randint(0, 500 if step % 2 else 20, (200,))  # narrow steps repeat rows within the batch
+        for table, opt in ((ours_table, ours), (torch_table, theirs)):
+            opt.zero_grad()
+            table(ids, torch.arange(0, 200, 20)).pow(2).sum().backward()
+            opt.step()
+    assert torch.equal(ours_table.weight, torch_table.weight)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(ours.state[ours_table.weight][key], theirs.state[torch_table.weight][key])
+    assert ours.state[ours_table.weight]["step"] == 12
+    fresh = torch.nn.EmbeddingBag(500, 8, mode="sum", sparse=True)
+    before = fresh.weight.detach().clone()
+    opt = RowSparseAdam(fresh.parameters(), lr=0.01)
+    fresh(torch.tensor([3, 4]), torch.tensor([0])).sum().backward()
+    opt.step()
+    changed = (fresh.weight != before).any(1)
+    assert changed.nonzero().flatten().tolist() == [3, 4]  # lazy: only the batch's rows move
+
+
+def test_document_frequencies_count_each_document_once():
+    """count_ngrams' distinct (document, n-gram) pairs agree with torch.unique over the stacked pairs."""
+    from reprotext.models.ngrams import _distinct_per_document
+
+    g = torch.Generator().manual_seed(0)
+    doc = torch.sort(torch.randint(0, 16, (5000,), generator=g)).values
+    h = torch.randint(-(2**62), 2**62, (5000,), generator=g)
+    h[::2] = h[1::2]  # many repeats, within and across documents
+    expected = torch.unique(torch.stack([doc, h]), dim=1)[1]
+    assert torch.equal(torch.sort(_distinct_per_document(doc, h)).values, torch.sort(expected).values)

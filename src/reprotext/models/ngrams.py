@@ -120,6 +120,19 @@ def ngram_features(ids: torch.Tensor, word_start: torch.Tensor, piece_n: int, wo
     return torch.cat([ids.unsqueeze(-1), V + rows], -1), torch.cat([valid.unsqueeze(-1), m], -1)
 
 
+def _distinct_per_document(doc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``h`` with each (document, value) pair once: sorted by value, then stably by document, neighbours compared.
+
+    Two 1-D sorts: on CPU about ten times faster than ``torch.unique(..., dim=1)`` over the stacked pairs.
+    """
+    order = torch.argsort(h, stable=True)
+    order = order[torch.argsort(doc[order], stable=True)]
+    d, v = doc[order], h[order]
+    first = torch.ones_like(v, dtype=torch.bool)
+    first[1:] = (d[1:] != d[:-1]) | (v[1:] != v[:-1])
+    return v[first]
+
+
 def count_ngrams(batches: Iterable[torch.Tensor], word_start: torch.Tensor, piece_n: int,
                  word_n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Document frequencies over ``batches`` of (B, T) ids: (piece df (V,), n-gram hashes (H,) sorted, their df (H,), N)."""
@@ -135,8 +148,7 @@ def count_ngrams(batches: Iterable[torch.Tensor], word_start: torch.Tensor, piec
         piece_df.index_add_(0, pairs % V, torch.ones(pairs.numel()))
         h, m = ngram_hashes(ids, word_start, piece_n, word_n)
         if h.shape[-1]:
-            d = docs.unsqueeze(-1).expand_as(h)[m]
-            seen.append(torch.unique(torch.stack([d, h[m]]), dim=1)[1])  # each (document, n-gram) once
+            seen.append(_distinct_per_document(docs.unsqueeze(-1).expand_as(h)[m], h[m]))
         n_docs += B
     hashes, df = torch.unique(torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long), return_counts=True)
     return piece_df, hashes, df.float(), n_docs

@@ -1,11 +1,13 @@
 """multitask: one encoder with a head per task (source, target and any extra tasks), trained together on
 interleaved one-task batches (Collobert & Weston 2008); against the single-task model on the target task, with
 all of its training data and with few labels. Dev splits only: the evaluate stage scores the test splits."""
+import io
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from reprotext import embeddings, stage
 from reprotext.config import MultitaskConfig, PrepareConfig, SplitConfig, load_section
@@ -15,6 +17,7 @@ from reprotext.multitask import (DISABLED, MultitaskClassifier, MultitaskSetting
                                  fit_multitask, save_multitask, task_probabilities)
 from reprotext.multitask.data import prepare_extra
 from reprotext.multitask.training import monitor_key
+from reprotext.parallel import run_jobs
 from reprotext.tokenizer import Tokenizer
 from reprotext.tracking import best_effort, stage_run
 from reprotext.training import seed_everything
@@ -104,7 +107,29 @@ def main() -> None:
 
         names = list(train_sets)
         probs = task_probabilities([len(train_sets[n]) for n in names], cfg.sampling, cfg.temperature)
-        model, result = run(names, train_sets, cfg.seed, cfg.steps_per_epoch, cfg.stop_on, mlflow, bar=True)
+        # The comparison runs (single-task; few-shot, multitask and single-task) are each a pure function of
+        # their seed: they run over multitask.workers processes while this one fits the multitask model.
+        few_steps = cfg.fewshot_steps_per_epoch or cfg.steps_per_epoch
+        variants = {"multitask": names, **({"single_task": ["target"]} if cfg.single_task else {})}
+        # The single-task few-shot runs first: they take the most epochs, and the first job starts at once.
+        jobs = [(k, seed, variant) for k in cfg.fewshot_k for seed in cfg.fewshot_seeds for variant in reversed(variants)]
+        jobs += [("all", cfg.seed, "single_task")] if cfg.single_task else []
+
+        def comparison(job: tuple) -> tuple:
+            k, seed, variant = job
+            if k == "all":
+                single_model, single_fit = run(["target"], train_sets, seed, cfg.steps_per_epoch, "target")
+                weights = io.BytesIO()  # bytes, not tensors: torch would pass tensors by file descriptors of this process
+                torch.save(single_model.state_dict(), weights)
+                return weights.getvalue(), single_fit, target_scores(single_model)
+            idx = sample_per_class(train_sets["target"].labels, k, seed)  # finetune's draw for this seed
+            train_k = {**train_sets, "target": subset(train_sets["target"], idx)}
+            few_model, few_result = run(variants[variant], train_k, seed, few_steps, cfg.fewshot_stop_on)
+            return {"k": str(k), "variant": variant, "seed": seed, "train_docs": len(idx),
+                    "best_epoch": few_result.best_epoch, **target_scores(few_model)}
+
+        (model, result), done = run_jobs(comparison, jobs, cfg.workers, in_parent=lambda: run(
+            names, train_sets, cfg.seed, cfg.steps_per_epoch, cfg.stop_on, mlflow, bar=True))
         tasks = {}
         for n in names:
             scored = dev_score if n == "target" else dev_full[n]
@@ -122,22 +147,17 @@ def main() -> None:
                  "best_epoch": result.best_epoch, **tasks["target"]["dev"]}]
         single = single_result = None
         if cfg.single_task:
-            single, single_result = run(["target"], train_sets, cfg.seed, cfg.steps_per_epoch, "target")
+            state, single_result, single_dev = done[-1]
+            single = build(["target"])
+            single.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
             metrics["single_task"] = {"best_epoch": single_result.best_epoch, "epochs_run": len(single_result.history),
-                                      "dev": target_scores(single)}
+                                      "dev": single_dev}
             rows.append({"k": "all", "variant": "single_task", "seed": cfg.seed,
                          "train_docs": len(train_sets["target"]), "best_epoch": single_result.best_epoch,
-                         **metrics["single_task"]["dev"]})
-        few_steps = cfg.fewshot_steps_per_epoch or cfg.steps_per_epoch
-        for k in cfg.fewshot_k:
-            for seed in cfg.fewshot_seeds:
-                idx = sample_per_class(train_sets["target"].labels, k, seed)  # finetune's draw for this seed
-                train_k = {**train_sets, "target": subset(train_sets["target"], idx)}
-                variants = {"multitask": names, **({"single_task": ["target"]} if cfg.single_task else {})}
-                for variant, chosen in variants.items():
-                    few_model, few_result = run(chosen, train_k, seed, few_steps, cfg.fewshot_stop_on)
-                    rows.append({"k": str(k), "variant": variant, "seed": seed, "train_docs": len(idx),
-                                 "best_epoch": few_result.best_epoch, **target_scores(few_model)})
+                         **single_dev})
+        rows += sorted(done[: len(done) - (1 if cfg.single_task else 0)],
+                       key=lambda r: (cfg.fewshot_k.index(int(r["k"])), cfg.fewshot_seeds.index(r["seed"]),
+                                      list(variants).index(r["variant"])))
         curve = pd.DataFrame(rows)
         summary = summarise_curve(curve)
         metrics["fewshot"] = {}

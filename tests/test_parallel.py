@@ -43,3 +43,28 @@ def test_a_worker_that_dies_is_reported_not_waited_for():
     parent = os.getpid()
     with pytest.raises(ReprotextError, match="lost"):
         run_jobs(die, list(range(4)), 2, in_parent=lambda: time.sleep(0.5))
+
+
+CHILD_AFTER_PARENT_THREADS = """
+import torch
+from reprotext.parallel import run_jobs
+torch.set_num_threads(2)
+big = torch.zeros(20_000_000)
+big.copy_(torch.ones(20_000_000))  # the parent's OpenMP pool now exists
+def job(i):
+    t = torch.empty(20_000_000)
+    t.copy_(big)  # parallel in the parent; in a forked child it must not wait for the parent's threads
+    return float(t[:10].sum()) + i
+print(run_jobs(job, [0, 1, 2], 2, in_parent=lambda: "parent"))
+"""
+
+
+def test_a_child_computes_after_the_parent_used_its_threads():
+    """A forked child's tensor work does not hang on the OpenMP pool the parent had started (it did, before)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CHILD_AFTER_PARENT_THREADS], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "('parent', [10.0, 11.0, 12.0])"

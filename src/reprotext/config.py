@@ -388,7 +388,7 @@ class MultitaskConfig(_Section):
     # whole); the reported dev scores use the whole dev split. None: all.
     epoch_dev_docs: int | None = Field(1000, ge=1)
     patience: int = Field(2, ge=0)
-    max_epochs: int = Field(8, ge=1)
+    max_epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(1e-2, gt=0)
@@ -409,6 +409,8 @@ class MultitaskConfig(_Section):
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+    # Processes for the comparison runs (single-task, few-shot) alongside the multitask fit, each `threads` threads.
+    workers: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _tasks_consistent(self) -> "MultitaskConfig":

@@ -2,13 +2,15 @@
 
 Each job must be a pure function of its own spec (it seeds itself), so the results do not depend on
 how many processes ran them or in which order. Children are forked, so they share the parent's
-loaded models and data without pickling them; only the results travel back.
+loaded models and data without pickling them; only the results travel back (as plain values or bytes: torch
+tensors would travel as file descriptors of a child that has exited). A child computes on one thread.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
 import queue
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -29,6 +31,11 @@ def _claim(counter, lock, n: int) -> int | None:
 
 
 def _child(fn, jobs, counter, lock, results) -> None:
+    # One thread: a forked child inherits the parent's OpenMP pool without its threads, and the first
+    # multi-threaded tensor operation (e.g. copying word2vec into an embedding table) would wait forever.
+    torch = sys.modules.get("torch")  # without torch loaded there is no pool
+    if torch is not None:
+        torch.set_num_threads(1)
     while (i := _claim(counter, lock, len(jobs))) is not None:
         try:
             results.put((i, True, fn(jobs[i])))

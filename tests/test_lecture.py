@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from reprotext import lecture
 from reprotext.config import TokenizeConfig
 from reprotext.errors import ConfigError
 from reprotext.lecture import Experiment, Plan, Result, Sweep, load_plan
-from reprotext.lecture_report import oov, write_report
+from reprotext.lecture import sweep as lecture_sweep
+from reprotext.lecture.plan import _value
+from reprotext.lecture.report import oov, write_report
 from reprotext.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,11 +60,11 @@ def test_the_shipped_plan_is_valid_for_every_size():
 
 
 def test_override_values_are_yaml_for_dvc():
-    assert lecture._value([1, 5]) == "[1, 5]"
-    assert lecture._value(True) == "true"
-    assert lecture._value([]) == "[]"
-    assert lecture._value("cnn") == "cnn"
-    assert lecture._value(1e-05) == "1e-05"
+    assert _value([1, 5]) == "[1, 5]"
+    assert _value(True) == "true"
+    assert _value([]) == "[]"
+    assert _value("cnn") == "cnn"
+    assert _value(1e-05) == "1e-05"
 
 
 def test_queue_status_is_parsed(monkeypatch):
@@ -72,9 +73,9 @@ def test_queue_status_is_parsed(monkeypatch):
            "4d5e6f   lec-x-l1       10:01 AM   Running\n"
            "7a8b9c   lec-x-cnn      10:01 AM   Queued\n"
            "\nWorker status: 1 active, 0 idle\n")
-    monkeypatch.setattr(lecture, "_sh", lambda *a, **k: out)
-    assert lecture.queue_status(Path(".")) == {"lec-x-baseline": "Success", "lec-x-l1": "Running",
-                                               "lec-x-cnn": "Queued"}
+    monkeypatch.setattr(lecture_sweep, "_sh", lambda *a, **k: out)
+    assert lecture_sweep.queue_status(Path(".")) == {"lec-x-baseline": "Success", "lec-x-l1": "Running",
+                                                     "lec-x-cnn": "Queued"}
 
 
 def test_oov_counts_unknown_words_for_whole_words_and_none_for_bpe(tmp_path):
@@ -179,23 +180,23 @@ def test_lecture_smoke_runs_the_sweep_and_leaves_the_workspace_as_it_was(tmp_pat
 def test_set_params_applies_dotted_keys_and_refuses_unknown_sections(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"train": {"lr": 0.003, "rnn": {"hidden_size": 128}}, "embed": {"dim": 100}}))
-    lecture.set_params(path, {"train.rnn.hidden_size": 64, "embed.dim": 16, "train.lr": 0.01})
+    lecture_sweep.set_params(path, {"train.rnn.hidden_size": 64, "embed.dim": 16, "train.lr": 0.01})
     assert yaml.safe_load(path.read_text()) == {"train": {"lr": 0.01, "rnn": {"hidden_size": 64}}, "embed": {"dim": 16}}
     with pytest.raises(ConfigError, match="no section 'cnn'"):
-        lecture.set_params(path, {"train.cnn.filters": 8})
+        lecture_sweep.set_params(path, {"train.cnn.filters": 8})
 
 
 def test_parallel_experiments_share_the_cores_unless_the_user_chose(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(lecture.os, "cpu_count", lambda: 2)
-    assert lecture.threads(2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    assert lecture.threads(3)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr(lecture_sweep.os, "cpu_count", lambda: 2)
+    assert lecture_sweep.threads(2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert lecture_sweep.threads(3)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    assert lecture.threads(2) == {}
+    assert lecture_sweep.threads(2) == {}
 
 
 def test_the_multitask_lesson_compares_the_three_on_the_target_task(tmp_path):
-    from reprotext.lecture_report import Figures, multitask
+    from reprotext.lecture.report import Figures, multitask
 
     metrics = {"multitask/tasks/target/dev/accuracy": 0.91, "multitask/single_task/dev/accuracy": 0.88,
                "finetune/runs/pretrained/dev/accuracy": 0.90, "multitask/tasks/source/sampling_probability": 0.55,

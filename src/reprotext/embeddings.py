@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from reprotext.config import EmbedConfig
 from reprotext.errors import ArtifactError, DataError
-from reprotext.io import FORMAT_VERSION, read_json, write_json
+from reprotext.io import FORMAT_VERSION, check_format, read_json, write_json
 from reprotext.tokenizer import PAD, TokenArray, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -369,8 +369,7 @@ def load(directory: str | Path, tokenizer_sha256: str | None = None) -> np.ndarr
         vectors = np.load(directory / VECTORS_FILE)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{directory}: embeddings missing or unreadable ({exc}); rerun `dvc repro embed`") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: embeddings format {meta.get('format_version')} is not {FORMAT_VERSION}; rerun `dvc repro embed`")
+    check_format(directory, meta, "embeddings", "rerun `dvc repro embed`")
     if tokenizer_sha256 is not None and meta["tokenizer_sha256"] != tokenizer_sha256:
         raise ArtifactError(f"{directory}: embeddings were aligned to tokenizer {meta['tokenizer_sha256'][:12]}, "
                             f"not {tokenizer_sha256[:12]}; rerun `dvc repro embed`")

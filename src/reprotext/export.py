@@ -93,27 +93,42 @@ def prediction_frame(proba: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str],
-                  normalize_file: Path) -> dict:
+def pyfunc_kwargs(model_code: Path, model_dir: Path, tokenizer_model: Path, normalize_file: Path,
+                  inputs: Sequence[str], outputs: Sequence[tuple[str, str]], example: pd.DataFrame) -> dict:
+    """The keyword arguments of ``mlflow.pyfunc.save_model`` / ``log_model`` for a model from code.
+
+    Args:
+        model_code: the file defining the pyfunc model.
+        model_dir, tokenizer_model, normalize_file: the artefacts it loads (``model``, ``tokenizer``, ``normalize``).
+        inputs: the input columns (strings).
+        outputs: the output columns as (MLflow type, name).
+        example: an input example with the ``inputs`` columns.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     import reprotext
 
-    versions = _requirements()
     signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text")]),
-        outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"prob_{name}") for name in labels]),
+        inputs=Schema([ColSpec("string", name) for name in inputs]),
+        outputs=Schema([ColSpec(kind, name) for kind, name in outputs]),
         params=ParamSchema([ParamSpec("batch_size", "long", 128)]),
     )
     return dict(
-        python_model=str(MODEL_CODE),
+        python_model=str(model_code),
         artifacts={"model": str(model_dir), "tokenizer": str(tokenizer_model), "normalize": str(normalize_file)},
         code_paths=[str(Path(reprotext.__file__).parent)],
         signature=signature,
-        input_example=pd.DataFrame({"text": example}),
-        pip_requirements=versions,
+        input_example=example,
+        pip_requirements=_requirements(),
     )
+
+
+def _model_kwargs(model_dir: Path, tokenizer_model: Path, labels: Sequence[str], example: list[str],
+                  normalize_file: Path) -> dict:
+    outputs = [("string", "label"), *(("double", f"prob_{name}") for name in labels)]
+    return pyfunc_kwargs(MODEL_CODE, model_dir, tokenizer_model, normalize_file, ["text"], outputs,
+                         pd.DataFrame({"text": example}))
 
 
 def _requirements() -> list[str]:

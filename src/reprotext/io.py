@@ -1,4 +1,4 @@
-"""Atomic writes and artefact metadata.
+"""Atomic writes and versioned artefact metadata.
 
 A stage writes every output under a temporary name in the same directory and
 renames it into place at the end, so a killed stage leaves either the old
@@ -11,11 +11,13 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+from reprotext.errors import ArtifactError
+
+FORMAT_VERSION = 1  # of every file format of ours; a reader refuses any other (see check_format)
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -100,6 +102,17 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def versioned(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with this version's ``format_version`` (a reader checks it with :func:`check_format`)."""
+    return {"format_version": FORMAT_VERSION, **meta}
+
+
+def check_format(where: str | Path, meta: Mapping[str, Any], name: str, fix: str) -> None:
+    """Refuse metadata of another format version: ``<where>: <name> format X is not N; <fix>``."""
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{where}: {name} format {meta.get('format_version')} is not {FORMAT_VERSION}; {fix}")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

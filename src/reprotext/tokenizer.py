@@ -20,7 +20,7 @@ import sentencepiece as spm
 
 from reprotext.config import TokenizeConfig
 from reprotext.errors import ArtifactError, ConfigError
-from reprotext.io import FORMAT_VERSION, read_json, sha256_file, write_json
+from reprotext.io import FORMAT_VERSION, check_format, read_json, sha256_file, write_json
 
 PAD, UNK, BOS, EOS, CLS, MASK = 0, 1, 2, 3, 4, 5
 SPECIALS = {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS, "cls": CLS, "mask": MASK}
@@ -316,9 +316,7 @@ class TokenArray:
             offsets = np.load(directory / "offsets.npy")
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{directory}: token store missing or unreadable ({exc}); rerun `dvc repro tokenize`") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError(f"{directory}: token store format {meta.get('format_version')} is not "
-                                f"{FORMAT_VERSION}; rerun `dvc repro tokenize`")
+        check_format(directory, meta, "token store", "rerun `dvc repro tokenize`")
         if tokenizer_sha256 is not None and meta["tokenizer_sha256"] != tokenizer_sha256:
             raise ArtifactError(f"{directory}: token ids were made by tokenizer {meta['tokenizer_sha256'][:12]}, "
                                 f"not {tokenizer_sha256[:12]}; rerun `dvc repro tokenize`")

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reprotext.errors import ArtifactError
-from reprotext.io import FORMAT_VERSION
+from reprotext.io import FORMAT_VERSION, check_format
 
 META_KEY = b"reprotext"
 # Read a Parquet column chunk page by page through a 1 MB buffer: by default pyarrow loads a whole row
@@ -119,7 +119,5 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if raw is None:
         return {}
     meta = json.loads(raw)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: metadata format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                            "rerun the stage that wrote it")
+    check_format(path, meta, "metadata", "rerun the stage that wrote it")
     return meta

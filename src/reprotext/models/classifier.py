@@ -1,7 +1,6 @@
 """Encoder + classification head, the checkpoint format, and the model config it stores."""
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from reprotext.artifacts import ArtifactKind, load_artifact, save_artifact
 from reprotext.errors import ArtifactError
-from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models.bag import BagEncoder, bag_statistics
 from reprotext.models.cnn import CNNEncoder
 from reprotext.models.dropconnect import DropConnectLinear
@@ -22,6 +21,8 @@ from reprotext.models.transformer import TransformerEncoder
 from reprotext.tokenizer import PAD
 
 WEIGHTS_FILE, CONFIG_FILE = "model.pt", "model.json"
+MODEL = ArtifactKind("model", WEIGHTS_FILE, CONFIG_FILE, fix="rerun its stage", made="model was trained",
+                     tokenizer_fix="retrain it or use its own tokenizer")
 
 
 @dataclass(frozen=True)
@@ -134,36 +135,14 @@ def copy_statistics(model: Classifier, source: Classifier) -> None:
 
 def save_model(model: Classifier, directory: Path, info: dict) -> None:
     """Weights (a plain CPU state dict) and their config + provenance, side by side."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_file(directory / WEIGHTS_FILE) as tmp:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-    write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "config": asdict(model.config), **info})
+    save_artifact(directory, MODEL, model.state_dict(), {"config": asdict(model.config), **info})
+
+
+def _rebuild(meta: dict) -> Classifier:
+    cfg = meta["config"]
+    return Classifier(ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])}))
 
 
 def load_model(directory: str | Path, tokenizer_sha256: str | None = None) -> tuple[Classifier, dict]:
     """Rebuild a saved classifier; refuse one that was trained with another tokenizer."""
-    directory = Path(directory)
-    try:
-        meta = read_json(directory / CONFIG_FILE)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{directory}: model config missing or unreadable ({exc}); rerun its stage") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: model format {meta.get('format_version')} is not {FORMAT_VERSION}; retrain it")
-    cfg = meta["config"]
-    try:
-        config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
-    except (TypeError, KeyError) as exc:
-        raise ArtifactError(f"{directory}: model config does not match this version of reprotext ({exc}); "
-                            "retrain it") from exc
-    if tokenizer_sha256 is not None and config.tokenizer_sha256 != tokenizer_sha256:
-        raise ArtifactError(f"{directory}: model was trained with tokenizer {config.tokenizer_sha256[:12]}, "
-                            f"not {tokenizer_sha256[:12]}; retrain it or use its own tokenizer")
-    model = Classifier(config)
-    try:
-        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE}: corrupted or incompatible weights "
-                            f"({exc.__class__.__name__}); rerun its stage") from exc
-    model.eval()
-    return model, meta
+    return load_artifact(directory, MODEL, _rebuild, tokenizer_sha256)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reprotext.export import NORMALIZE_DEFAULT, _mlflow_pyfunc, _normalize_file, _requirements, texts_from_input
+from reprotext.export import NORMALIZE_DEFAULT, _mlflow_pyfunc, _normalize_file, pyfunc_kwargs, texts_from_input
 
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
@@ -90,23 +90,9 @@ class MultitaskPyfunc(_mlflow_pyfunc().PythonModel):
 
 def _model_kwargs(model_dir: Path, tokenizer_model: Path, task_labels: Mapping[str, Sequence[str]],
                   example: pd.DataFrame, normalize_file: Path) -> dict:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    import reprotext
-
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text"), ColSpec("string", "task")]),
-        outputs=Schema([ColSpec("string", "task"), ColSpec("string", "label")]
-                       + [ColSpec("double", prob_column(t, label)) for t, labels in task_labels.items()
-                          for label in labels]),
-        params=ParamSchema([ParamSpec("batch_size", "long", 128)]),
-    )
-    return dict(python_model=str(MODEL_CODE),
-                artifacts={"model": str(model_dir), "tokenizer": str(tokenizer_model),
-                           "normalize": str(normalize_file)},
-                code_paths=[str(Path(reprotext.__file__).parent)], signature=signature, input_example=example,
-                pip_requirements=_requirements())
+    outputs = [("string", "task"), ("string", "label"),
+               *(("double", prob_column(t, label)) for t, labels in task_labels.items() for label in labels)]
+    return pyfunc_kwargs(MODEL_CODE, model_dir, tokenizer_model, normalize_file, ["text", "task"], outputs, example)
 
 
 def save(model_dir: Path, tokenizer_model: Path, task_labels: Mapping[str, Sequence[str]], example: pd.DataFrame,

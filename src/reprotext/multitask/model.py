@@ -7,7 +7,6 @@ and export code of a single-task model applies to each task unchanged.
 """
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
@@ -17,11 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from reprotext.artifacts import ArtifactKind, load_artifact, save_artifact
 from reprotext.errors import ArtifactError, ConfigError
-from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models import Classifier, Head, ModelConfig
 
 WEIGHTS_FILE, CONFIG_FILE = "multitask.pt", "multitask.json"
+MULTITASK = ArtifactKind("multitask model", WEIGHTS_FILE, CONFIG_FILE, fix="rerun `dvc repro multitask`",
+                         made="model was trained", tokenizer_fix="retrain it or use its own tokenizer")
 DISABLED = "disabled.json"  # the marker the multitask stage writes into its outputs when multitask.enabled is false
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in metric keys, file names and the export's columns
 
@@ -91,41 +92,17 @@ def copy_encoder_statistics(model: MultitaskClassifier, source: Classifier) -> N
 
 def save_multitask(model: MultitaskClassifier, directory: Path, info: dict) -> None:
     """Weights (a plain CPU state dict) and the config, the tasks and their labels, side by side."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_file(directory / WEIGHTS_FILE) as tmp:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     # The tasks as a list: their order is the heads' (a task's index in a batch), and JSON objects get sorted.
     tasks = [{"name": name, "labels": list(labels)} for name, labels in model.task_labels.items()]
-    write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "config": asdict(model.config),
-                                         "tasks": tasks, **info})
+    save_artifact(directory, MULTITASK, model.state_dict(), {"config": asdict(model.config), "tasks": tasks, **info})
+
+
+def _rebuild(meta: dict) -> MultitaskClassifier:
+    cfg = meta["config"]
+    config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
+    return MultitaskClassifier(config, {task["name"]: tuple(task["labels"]) for task in meta["tasks"]})
 
 
 def load_multitask(directory: str | Path, tokenizer_sha256: str | None = None) -> tuple[MultitaskClassifier, dict]:
     """Rebuild a saved multitask model; refuse one trained with another tokenizer."""
-    directory = Path(directory)
-    try:
-        meta = read_json(directory / CONFIG_FILE)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{directory}: multitask model config missing or unreadable ({exc}); "
-                            "rerun `dvc repro multitask`") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: model format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                            "rerun `dvc repro multitask`")
-    try:
-        cfg = meta["config"]
-        config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
-        tasks = {task["name"]: tuple(task["labels"]) for task in meta["tasks"]}
-    except (TypeError, KeyError, AttributeError) as exc:
-        raise ArtifactError(f"{directory}: multitask config does not match this version of reprotext ({exc}); "
-                            "rerun `dvc repro multitask`") from exc
-    if tokenizer_sha256 is not None and config.tokenizer_sha256 != tokenizer_sha256:
-        raise ArtifactError(f"{directory}: model was trained with tokenizer {config.tokenizer_sha256[:12]}, "
-                            f"not {tokenizer_sha256[:12]}; retrain it or use its own tokenizer")
-    model = MultitaskClassifier(config, tasks)
-    try:
-        model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE}: corrupted or incompatible weights "
-                            f"({exc.__class__.__name__}); rerun `dvc repro multitask`") from exc
-    model.eval()
-    return model, meta
+    return load_artifact(directory, MULTITASK, _rebuild, tokenizer_sha256)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from reprotext.artifacts import ArtifactKind, check_tokenizer, read_artifact_meta, read_state, save_artifact
 from reprotext.config import PretrainConfig
 from reprotext.errors import ArtifactError, ConfigError
-from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
 from reprotext.models import ENCODERS, Classifier, ModelConfig
 from reprotext.pretraining.lm import CausalRNNLM, LanguageModel, MaskedLM, NextPieceLM
 from reprotext.tokenizer import PAD
@@ -29,6 +29,8 @@ from reprotext.tokenizer import PAD
 META_FILE, WEIGHTS_FILE = "meta.json", "encoder.pt"
 WORD2VEC = "word2vec"
 WORD2VEC_PRETRAINED = ("bag", "cnn")  # encoders whose pretraining is the embed stage's word2vec (see above)
+PRETRAINED = ArtifactKind("pretrain", WEIGHTS_FILE, META_FILE, fix="rerun `dvc repro pretrain`",
+                          made="encoder was pretrained", tokenizer_key=("tokenizer_sha256",))
 OBJECTIVES = {"transformer": "masked_lm", "rnn": "causal_lm", "ffnn": "next_piece", "bag": WORD2VEC,
               "cnn": WORD2VEC}
 
@@ -55,19 +57,16 @@ def build_language_model(model: str, encoder_options: dict, vectors: np.ndarray,
 
 
 def _meta(model: str, encoder_options: dict, tokenizer_sha256: str, objective: str, info: dict) -> dict:
-    return {"format_version": FORMAT_VERSION, "tokenizer_sha256": tokenizer_sha256, "model": model,
-            "encoder": dict(encoder_options), "objective": objective, **info}
+    return {"tokenizer_sha256": tokenizer_sha256, "model": model, "encoder": dict(encoder_options),
+            "objective": objective, **info}
 
 
 def save_pretrained(directory: Path, lm: LanguageModel, model: str, encoder_options: dict, tokenizer_sha256: str,
                     info: dict) -> None:
     """encoder.pt (the weights the classifier takes over) and meta.json into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
     weights = lm.transferable()
-    with atomic_file(directory / WEIGHTS_FILE) as tmp:
-        torch.save(weights, tmp)
     emb = lm.encoder.embedding
-    write_json(directory / META_FILE, _meta(model, encoder_options, tokenizer_sha256, lm.objective, {
+    save_artifact(directory, PRETRAINED, weights, _meta(model, encoder_options, tokenizer_sha256, lm.objective, {
         "vocab_size": emb.num_embeddings, "embedding_dim": emb.embedding_dim, "weights": sorted(weights), **info}))
 
 
@@ -76,27 +75,15 @@ def save_marker(directory: Path, model: str, tokenizer_sha256: str) -> None:
 
     No encoder options: none of the encoder's weights come from here, and the stage does not read them.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / META_FILE, _meta(model, {}, tokenizer_sha256, WORD2VEC, {
+    save_artifact(directory, PRETRAINED, None, _meta(model, {}, tokenizer_sha256, WORD2VEC, {
         "reason": "word2vec (CBOW/skip-gram) is a bag-of-context language model over the same pieces; see "
                   "reprotext.pretraining.artifact"}))
 
 
 def read_meta(directory: str | Path, tokenizer_sha256: str | None = None) -> dict:
     """meta.json of a pretrain output, its format version and tokenizer checked."""
-    directory = Path(directory)
-    try:
-        meta = read_json(directory / META_FILE)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{directory}: pretrained encoder missing or unreadable ({exc}); "
-                            "run `dvc repro pretrain`") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: pretrain format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                            "rerun `dvc repro pretrain`")
-    if tokenizer_sha256 is not None and meta.get("tokenizer_sha256") != tokenizer_sha256:
-        theirs = str(meta.get("tokenizer_sha256"))[:12]
-        raise ArtifactError(f"{directory}: encoder was pretrained with tokenizer {theirs}, "
-                            f"not {tokenizer_sha256[:12]}; rerun `dvc repro pretrain`")
+    meta = read_artifact_meta(directory, PRETRAINED)
+    check_tokenizer(directory, PRETRAINED, meta, tokenizer_sha256)
     return meta
 
 
@@ -118,12 +105,7 @@ def init_from_pretrained(model: Classifier, directory: str | Path, tokenizer_sha
                           "but train.embeddings is random; set train.embeddings: pretrained or train.init: embeddings")
     if word2vec:
         return WORD2VEC  # the model already holds the word2vec vectors: nothing more to take over
-    try:
-        weights = Path(directory) / WEIGHTS_FILE
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ArtifactError(f"{Path(directory) / WEIGHTS_FILE}: unreadable pretrained weights "
-                            f"({exc.__class__.__name__}); rerun `dvc repro pretrain`") from exc
+    state = read_state(directory, PRETRAINED)
     own = model.encoder.state_dict()
     for key, value in state.items():
         if key not in own or own[key].shape != value.shape:

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprotext.errors import ArtifactError, DataError
-from reprotext.io import FORMAT_VERSION, atomic_file, read_json, write_json
+from reprotext.artifacts import ArtifactKind, load_artifact, save_artifact
+from reprotext.errors import DataError
 from reprotext.models import Classifier, ModelConfig
 from reprotext.retrieval.dense import DenseIndex, encode
 from reprotext.retrieval.documents import read_documents
@@ -48,6 +48,8 @@ from reprotext.training.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 CONFIG_FILE, WEIGHTS_FILE = "encoder.json", "encoder.pt"
+DUAL_ENCODER = ArtifactKind("dual encoder", WEIGHTS_FILE, CONFIG_FILE, fix="rerun `dvc repro finetune`",
+                            made="dual encoder was trained", tokenizer_fix="retrain it or use its own tokenizer")
 
 
 def contrastive_loss(queries: torch.Tensor, docs: torch.Tensor, temperature: float,
@@ -283,37 +285,20 @@ def inverse_cloze(doc: np.ndarray, rng: np.random.Generator, span: int, keep_pro
 
 def save_encoder(model: Classifier, directory: Path, info: dict) -> None:
     """The encoder's weights and the model config that rebuilds it (the head is not part of a dual encoder)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_file(directory / WEIGHTS_FILE) as tmp:
-        torch.save({k: v.cpu() for k, v in model.encoder.state_dict().items()}, tmp)
-    write_json(directory / CONFIG_FILE, {"format_version": FORMAT_VERSION, "kind": "dual_encoder",
-                                         "config": asdict(model.config), **info})
+    save_artifact(directory, DUAL_ENCODER, model.encoder.state_dict(),
+                  {"kind": "dual_encoder", "config": asdict(model.config), **info})
+
+
+def _config(meta: dict) -> ModelConfig:
+    cfg = meta["config"]
+    return ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
 
 
 def load_encoder(directory: str | Path, tokenizer_sha256: str | None = None) -> tuple[nn.Module, ModelConfig]:
     """The saved dual encoder (in eval mode) and its config; refuse one made with another tokenizer."""
-    directory = Path(directory)
-    try:
-        meta = read_json(directory / CONFIG_FILE)
-        cfg = meta["config"]
-        config = ModelConfig(**{**cfg, "labels": tuple(cfg["labels"])})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{directory}: dual encoder config missing or unreadable ({exc}); "
-                            "rerun `dvc repro finetune`") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: dual encoder format {meta.get('format_version')} is not "
-                            f"{FORMAT_VERSION}; rerun `dvc repro finetune`")
-    if tokenizer_sha256 is not None and config.tokenizer_sha256 != tokenizer_sha256:
-        raise ArtifactError(f"{directory}: dual encoder was trained with tokenizer {config.tokenizer_sha256[:12]}, "
-                            f"not {tokenizer_sha256[:12]}; retrain it or use its own tokenizer")
-    encoder = Classifier(config).encoder
-    try:
-        encoder.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE}: corrupted or incompatible weights "
-                            f"({exc.__class__.__name__}); rerun `dvc repro finetune`") from exc
-    encoder.eval()
-    return encoder, config
+    encoder, meta = load_artifact(directory, DUAL_ENCODER, lambda meta: Classifier(_config(meta)).encoder,
+                                  tokenizer_sha256)
+    return encoder, _config(meta)
 
 
 def read_pairs(path: str | Path, query_column: str, document_column: str) -> tuple[list[str], list[str]]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from reprotext.errors import ArtifactError, ReprotextError
-from reprotext.io import FORMAT_VERSION, atomic_dir, read_json, write_json
+from reprotext.io import FORMAT_VERSION, atomic_dir, check_format, read_json, write_json
 from reprotext.retrieval.dense import DenseIndex
 from reprotext.retrieval.documents import snippet
 from reprotext.retrieval.embedder import Embedder
@@ -70,9 +70,7 @@ def load_index(directory: str | Path) -> SavedIndex:
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{directory}: not a readable index ({exc.__class__.__name__}); build it with "
                             "`reprotext index --model M --input docs.csv --output DIR`") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{directory}: index format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                            "rebuild it with `reprotext index`")
+    check_format(directory, meta, "index", "rebuild it with `reprotext index`")
     if len(vectors) != len(documents) or len(vectors) != meta["documents"]:
         raise ArtifactError(f"{directory}: {len(vectors)} vectors but {len(documents)} documents; the index is "
                             "damaged, rebuild it with `reprotext index`")

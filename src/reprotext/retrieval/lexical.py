@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from reprotext.errors import ArtifactError, ReprotextError
-from reprotext.io import FORMAT_VERSION, read_json, write_json
+from reprotext.io import FORMAT_VERSION, check_format, read_json, write_json
 
 BM25_META = "bm25.json"
 
@@ -105,7 +105,5 @@ class BM25Scorer:
         except (OSError, ValueError, KeyError) as exc:
             raise ArtifactError(f"{directory}: not a readable BM25 index ({exc.__class__.__name__}); rebuild it with "
                                 "`reprotext index --method bm25`") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError(f"{directory}: BM25 index format {meta.get('format_version')} is not "
-                                f"{FORMAT_VERSION}; rebuild it with `reprotext index`")
+        check_format(directory, meta, "BM25 index", "rebuild it with `reprotext index`")
         return cls(None, meta["k1"], meta["b"], meta["stopwords"], meta["stemmer"], _model=model)

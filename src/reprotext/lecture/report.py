@@ -1,6 +1,6 @@
 """The lecture's report: one section per lesson, each figure signed with its DVC experiment and MLflow run.
 
-Every number comes from a sweep read back by :func:`reprotext.lecture.collect`:
+Every number comes from a sweep read back by :func:`reprotext.lecture.sweep.collect`:
 the parent runs' metrics (the stages' metrics files), the train runs' per-epoch
 metric history, and artefacts the stages logged (the tokenizers, the word2vec
 report). A lesson whose experiments are not in the sweep (a smaller size, a
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reprotext.lecture import Result, Sweep, _value, download, output_file
+from reprotext.lecture.plan import _value
+from reprotext.lecture.sweep import Result, Sweep, download, output_file
 from reprotext.tokenizer import UNK, Tokenizer
 from reprotext.tracking import git_commit, redact
 

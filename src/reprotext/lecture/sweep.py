@@ -1,21 +1,12 @@
-"""The seminar, demonstrated: one sweep of queued DVC experiments, read back from MLflow, one report.
+"""Running a lecture sweep as queued DVC experiments in a private copy of the repository, and reading it back.
 
-``python -m reprotext.lecture`` (``make lecture``) copies the workspace's files
-into a private repository (``.dvc/tmp/lecture/<sweep>``, sharing the DVC cache and
-the MLflow store), reproduces the baseline there, queues the other experiments of
-``lecture.yaml`` on top of it with ``dvc exp run --queue`` (they share the
-baseline's prepare/split/tokenize/embed outputs wherever their params agree),
-runs them ``jobs`` at a time, reads every result back from MLflow (a parent run
-per experiment, a child run per stage) and writes ``reports/lecture.md`` with its
-figures in ``reports/lecture/``.
-
-The workspace, its params.yaml, dvc.lock, outputs and git refs stay as they
-were. ``--collect SWEEP`` rewrites the report from an earlier sweep's runs
-without running anything.
+:func:`run_sweep` reproduces the baseline in the sweep's copy and queues the
+other experiments on top of it; :func:`collect` reads every experiment back from
+MLflow (a parent run per experiment, a child run per stage); :func:`download` and
+:func:`output_file` fetch what an experiment's stages logged or wrote.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -24,7 +15,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,82 +22,11 @@ import pandas as pd
 import yaml
 
 from reprotext.errors import ConfigError, ReprotextError
-from reprotext.tracking import EXPERIMENT, TAG_PARENT, project_root, redact, tracking_uri
+from reprotext.lecture.plan import Experiment, Plan, _value
+from reprotext.tracking import EXPERIMENT, TAG_PARENT, redact, tracking_uri
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "lecture.yaml"
-REPORT, FIGURES = Path("reports/lecture.md"), Path("reports/lecture")
-SWEEP_FILE = "sweep.json"
-FIRST = "baseline"  # reproduced first, with a plain `dvc repro`; the other experiments are queued on top of it
 DONE = ("Success", "Failed")
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One queued experiment: its short name, what it shows and its ``-S`` overrides."""
-
-    name: str
-    title: str
-    overrides: dict[str, Any]
-
-    def dvc_name(self, sweep: str) -> str:
-        return f"{sweep}-{self.name}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    size: str
-    jobs: int
-    experiments: tuple[Experiment, ...]
-
-    def get(self, name: str) -> Experiment | None:
-        return next((e for e in self.experiments if e.name == name), None)
-
-
-def _has_key(params: dict, key: str) -> bool:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def load_plan(path: Path, size: str, params: dict | None = None) -> Plan:
-    """The experiments of ``size`` with their merged overrides: size-wide, then the experiment's, then size-specific.
-
-    ``if_present`` overrides (of the whole file, then of the size) apply only where ``params`` (params.yaml) has
-    the key: they switch off work of the stages that no lesson reads.
-    """
-    if not path.is_file():
-        raise ConfigError(f"{path}: the lecture's sweep definition is missing")
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    sizes, experiments = spec.get("sizes") or {}, spec.get("experiments") or {}
-    if size not in sizes:
-        raise ConfigError(f"{path}: no size {size!r}; sizes: {', '.join(sizes)}")
-    chosen = sizes[size] or {}
-    only = chosen.get("only") or list(experiments)
-    unknown = [n for n in [*only, *(chosen.get("experiments") or {})] if n not in experiments]
-    if unknown:
-        raise ConfigError(f"{path}: size {size!r} names unknown experiments {unknown}; defined: {', '.join(experiments)}")
-    if FIRST not in only:
-        raise ConfigError(f"{path}: size {size!r} must include the {FIRST!r} experiment (every lesson compares with it)")
-    optional = {k: v for k, v in {**(spec.get("if_present") or {}), **(chosen.get("if_present") or {})}.items()
-                if params is not None and _has_key(params, k)}
-    out = []
-    for name in [FIRST, *(n for n in only if n != FIRST)]:
-        entry = experiments[name] or {}
-        overrides = {**optional, **(chosen.get("set") or {}), **(entry.get("set") or {}),
-                     **((chosen.get("experiments") or {}).get(name) or {})}
-        out.append(Experiment(name, entry.get("title", name), overrides))
-    return Plan(size, int(chosen.get("jobs", 2)), tuple(out))
-
-
-def _value(v: Any) -> str:
-    """A ``-S`` value: YAML flow syntax (DVC parses it as YAML)."""
-    if isinstance(v, str):
-        return v
-    return json.dumps(v)
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -415,58 +334,3 @@ def output_file(sweep: Sweep, result: Result, stage: str, out: str, relpath: str
     path = files / entry["md5"][:2] / entry["md5"][2:] if entry else None
     return path if path is not None and path.is_file() else None
 
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m reprotext.lecture", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", default="default", help="a size of lecture.yaml: smoke, default, big (default: %(default)s)")
-    p.add_argument("--smoke", action="store_true", help="the same as --size smoke: the test's tiny sweep")
-    p.add_argument("--plan", default=PLAN_FILE, help="the sweep definition (default: %(default)s)")
-    p.add_argument("--jobs", type=int, help="parallel queue workers (default: the size's)")
-    p.add_argument("--collect", metavar="SWEEP", help="only rewrite the report from the runs of this earlier sweep")
-    p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds the sweep may take (default: %(default)s)")
-    p.add_argument("--report", default=str(REPORT), help="the markdown file to write (default: %(default)s)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from reprotext.lecture_report import write_report
-
-    root = project_root()
-    size = "smoke" if args.smoke else args.size
-    report = root / args.report
-    figures = report.parent / report.stem
-    try:
-        plan = load_plan(root / args.plan, size, yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")))
-        meta: dict[str, Any] = {}
-        if args.collect:
-            sweep_id, status = args.collect, None
-            meta_path = figures / SWEEP_FILE
-            if meta_path.is_file() and json.loads(meta_path.read_text()).get("sweep") == sweep_id:
-                meta = json.loads(meta_path.read_text())
-                status = meta.get("status")
-        else:
-            sweep_id = "lec-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            started = datetime.now(timezone.utc)
-            t0 = time.monotonic()
-            log.info("sweep %s: %d experiments (size %s) on %d workers", sweep_id, len(plan.experiments), size,
-                     args.jobs or plan.jobs)
-            status = run_sweep(root, plan, sweep_id, args.jobs or plan.jobs, args.timeout)
-            meta = {"sweep": sweep_id, "size": size, "started": started.isoformat(timespec="seconds"),
-                    "seconds": round(time.monotonic() - t0, 1), "jobs": args.jobs or plan.jobs,
-                    "cores": os.cpu_count(), "threads": threads(args.jobs or plan.jobs).get(
-                        "OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "default")), "status": status}
-            figures.mkdir(parents=True, exist_ok=True)
-            (figures / SWEEP_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        sweep = collect(root, sweep_id, plan, status)
-        sweep.meta = meta
-        write_report(sweep, report, figures)
-        print(f"wrote {report} ({sum(r.ok for r in sweep.results.values())} of "
-              f"{len(sweep.results)} experiments)")
-        failed = [r.dvc_name for r in sweep.results.values() if not r.ok]
-        if failed:
-            raise ReprotextError(f"experiments without results: {', '.join(failed)} (see `dvc queue logs <name>`)")
-    except ReprotextError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from reprotext.retrieval.dense import DenseIndex
 from reprotext.retrieval.lexical import BM25Scorer, TfidfScorer
@@ -83,8 +84,10 @@ class RankingEvaluation:
         self.cutoffs = tuple(sorted({c for c in PR_CUTOFFS if c < n} | {n}))
         self.pr_precision = np.zeros(len(self.cutoffs))
         self.pr_recall = np.zeros(len(self.cutoffs))
-        labels, counts = np.unique(self.doc_labels, return_counts=True)
+        labels, codes, counts = np.unique(self.doc_labels, return_inverse=True, return_counts=True)
         self._count = dict(zip(labels.tolist(), counts.tolist()))
+        self._code = {label: i for i, label in enumerate(labels.tolist())}
+        self._doc_codes = torch.from_numpy(codes.reshape(-1).astype(np.int64))  # labels as integers: compared fast
 
     def add(self, scores: np.ndarray, query_labels: Sequence) -> None:
         """Rank the collection for a batch of queries: ``scores`` (B, N), higher is better."""
@@ -95,8 +98,10 @@ class RankingEvaluation:
         if not keep.any():
             return
         scores, query_labels, n_rel = scores[keep], query_labels[keep], n_rel[keep]
-        order = np.argsort(-scores, axis=1, kind="stable")  # (B, N)
-        rel = self.doc_labels[order] == query_labels[:, None]
+        # Best first, ties in collection order (a stable sort of the negated scores; torch's is the faster one).
+        order = torch.sort(torch.from_numpy(-np.asarray(scores)), dim=1, stable=True).indices  # (B, N)
+        query_codes = torch.tensor([self._code[q] for q in query_labels.tolist()], dtype=torch.int64)
+        rel = (self._doc_codes[order] == query_codes[:, None]).numpy()
         for name, values in ranking_metrics(rel, n_rel).items():
             self.per_query.setdefault(name, []).append(values)
         hits = np.cumsum(rel, axis=1)[:, np.array(self.cutoffs) - 1]  # (B, cutoffs)

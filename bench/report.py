@@ -174,15 +174,17 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
               "as a child process: wall time and peak RSS (the child's VmHWM, polled every 0.1 s). Growth = time(k) / "
               "time(previous k); exponent = log(growth) / log(size ratio) (1 = linear)."
               + (f" SMOKE: base of {base} documents." if base else ""), "",
-              "| size | docs | input MB | stage | wall s | peak RSS GiB | time growth | exponent | RSS growth |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+              "| size | docs | input MB | stage | wall s | peak RSS GiB | time growth | exponent | RSS growth | measured |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in b.scaling:
+        when = r.get("measured") or scale.get("date", "")
         if r.get("skipped"):
-            lines.append(f"| {r['factor']}x | {r['docs']:,} | | {r['stage']} | not run: {r['skipped']} | | | | |")
+            lines.append(f"| {r['factor']}x | {int(r['docs']):,} | | {r['stage']} | not run: {r['skipped']} | | | | | "
+                         f"{when} |")
         else:
-            lines.append(f"| {r['factor']}x | {r['docs']:,} | {r['input_mb']} | {r['stage']} | {r['seconds']:.1f} | "
-                         f"{r['peak_rss_gib']:.2f} | {_f(r.get('time_growth'))} | {_f(r.get('time_exponent'))} | "
-                         f"{_f(r.get('rss_growth'))} |")
+            lines.append(f"| {r['factor']}x | {int(r['docs']):,} | {r['input_mb']} | {r['stage']} | "
+                         f"{float(r['seconds']):.1f} | {float(r['peak_rss_gib']):.2f} | {_f(r.get('time_growth'))} | "
+                         f"{_f(r.get('time_exponent'))} | {_f(r.get('rss_growth'))} | {when} |")
     lines += [""] + [f"- {n}" for n in b.notes["scaling"]] + [""]
     lines += scifact_markdown(BENCH_DIR / "results/scifact.json")
     # ---- GPU
@@ -278,6 +280,14 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
                       if read_csv(res / RESULTS[name])}
     for name in SECTIONS:
         if name in b.mode.sections:
+            if name == "scaling":  # the sizes this run leaves out keep their earlier rows, dated
+                when = provenance.get("scaling", {}).get("date", "an earlier run")
+                kept = [{**r, "measured": r.get("measured") or when} for r in read_csv(res / RESULTS[name])
+                        if int(r["factor"]) not in b.mode.scale_factors]
+                b.scaling = kept
+                if kept:
+                    b.notes["scaling"] = [f"(kept from the run of {when}) {n}"
+                                          for n in previous.get("notes", {}).get("scaling", [])]
             continue
         setattr(b, name, read_csv(res / RESULTS[name]))
         b.notes[name] = list(previous.get("notes", {}).get(name, []))
@@ -296,7 +306,10 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
         write_csv(res / RESULTS[name], getattr(b, name))
         provenance[name] = {"command": meta["command"], "date": meta["date"], "smoke": m.smoke}
         if name == "scaling":
-            provenance[name].update(factors=list(m.scale_factors), params=m.scale_params, base_docs=m.scale_base_docs)
+            b.scaling.sort(key=lambda r: (int(r["factor"]), STAGES.index(r["stage"])
+                                          if r["stage"] in STAGES else len(STAGES)))
+            provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
+                                    params=m.scale_params, base_docs=m.scale_base_docs)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,
                                                 "stage_times": b.stage_times}, indent=2, default=str) + "\n")
     (b.out / "BENCHMARKS.md").write_text(markdown(b, meta, provenance), encoding="utf-8")

@@ -12,7 +12,7 @@ One module per section, each readable alone and runnable alone (``--sections``):
 
 The sizes of a run are in modes.py, the pipeline copy that the sections time in pipeline.py.
 
-    .venv/bin/python bench/run.py [--smoke] [--out bench] [--budget-min 100] [--sections scaling]
+    .venv/bin/python bench/run.py [--smoke] [--out bench] [--budget-min 100] [--sections scaling [--scale-factors 1 10]]
 
 ``--smoke`` runs every code path on a few hundred documents (about 3 minutes);
 ``--sections report`` measures nothing and rebuilds BENCHMARKS.md from bench/results/.
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                    "without 20ng the others use params.yaml's train section, and R8 needs 20ng)")
     p.add_argument("--sections", nargs="+", choices=[*SECTIONS, "report"], default=list(SECTIONS),
                    help="only these sections, the others' results kept (default: all; report alone: measure nothing)")
+    p.add_argument("--scale-factors", nargs="+", type=int, metavar="K",
+                   help="the scaling section at these sizes only; the earlier run's rows of the other sizes are kept "
+                        "(each row says when it was measured)")
     args = p.parse_args(argv)
     # The smoke run must take every code path, so its budget is only a backstop for a very busy machine.
     budget = args.budget_min or (45.0 if args.smoke else 100.0)
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.datasets:
         mode.datasets = tuple(d for d in DATASETS if d in args.datasets)
     mode.sections = tuple(s for s in SECTIONS if s in args.sections)
+    if args.scale_factors:
+        mode.scale_factors = tuple(sorted(set(args.scale_factors)))
     meta = {"command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": report.machine()}
     work = Path(tempfile.mkdtemp(prefix="reprotext-bench-"))

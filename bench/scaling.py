@@ -7,10 +7,11 @@ stage whose predicted time (extrapolated from the smaller sizes) overruns the bu
 predicted memory would not fit, is not run, and the table says so. The sizes and the cheaper
 params of these runs (SCALE_PARAMS) are in modes.py.
 
-    .venv/bin/python bench/run.py --sections scaling [--budget-min 150]
+    .venv/bin/python bench/run.py --sections scaling [--budget-min 150] [--scale-factors 1 10]
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 import shutil
 from pathlib import Path
@@ -33,6 +34,10 @@ def run(b: Bench) -> None:
     trec = file_source("trec", b.work, m) if (DATASETS / "trec").is_dir() else None
     target = str(trec[0]) if trec else "builtin:reuters-r8"
     prev: dict[str, list[tuple[int, float, float]]] = {}  # stage -> [(factor, seconds, GiB)] of the sizes run
+    for r in sorted(b.scaling, key=lambda r: int(r["factor"])):  # rows kept from an earlier run (--scale-factors)
+        if r.get("seconds") is not None and int(r["factor"]) < min(m.scale_factors):
+            prev.setdefault(r["stage"], []).append((int(r["factor"]), float(r["seconds"]), float(r["peak_rss_gib"])))
+    measured = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     stages = STAGES
     for factor in m.scale_factors:
         # Copy k of each document ends in " x<k>" so that prepare's de-duplication keeps it. The copies
@@ -61,17 +66,17 @@ def run(b: Bench) -> None:
                 skipped_from.update({s: f"{reason} ({stage} not run)" if s != stage else reason
                                      for s in stages[stages.index(stage):] if s not in skipped_from})
                 b.scaling.append({"factor": factor, "docs": len(news) * factor, "stage": stage,
-                                     "skipped": skipped_from[stage]})
+                                  "skipped": skipped_from[stage], "measured": measured})
                 continue
             run = pipe.run(stage)
             if not run.ok:
                 reason = "failed: " + " | ".join(run.log.read_text(errors="replace").strip().splitlines()[-2:])
                 skipped_from.update({s: f"{stage} at {factor}x failed" for s in stages[stages.index(stage) + 1:]})
                 b.scaling.append({"factor": factor, "docs": len(news) * factor, "stage": stage,
-                                     "skipped": reason[:300]})
+                                  "skipped": reason[:300], "measured": measured})
                 continue
             row = {"factor": factor, "docs": len(news) * factor, "input_mb": round(mb, 1), "stage": stage,
-                   "seconds": run.seconds, "peak_rss_gib": run.rss_gib}
+                   "seconds": run.seconds, "peak_rss_gib": run.rss_gib, "measured": measured}
             if stage in prev:
                 f0, s0, g0 = prev[stage][-1]
                 row["time_growth"] = run.seconds / s0

@@ -68,7 +68,7 @@ def main() -> None:
         full = FitSettings(cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.patience, cfg.seed,
                            threads=cfg.threads)
 
-        few = replace(full, batch_size=cfg.fewshot_batch_size, progress_bar=False,
+        few = replace(full, batch_size=cfg.fewshot_batch_size, progress_bar=False, weight_stats=False,
                       lr=cfg.lr if cfg.fewshot_lr is None else cfg.fewshot_lr,
                       max_epochs=cfg.max_epochs if cfg.fewshot_max_epochs is None else cfg.fewshot_max_epochs,
                       patience=cfg.patience if cfg.fewshot_patience is None else cfg.fewshot_patience)

@@ -91,7 +91,8 @@ def main() -> None:
                                      patience=cfg.patience, seed=seed, probabilities=tuple(probs),
                                      steps_per_epoch=steps, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
                                      monitor=cfg.monitor, stop_on=stop_on, accelerator=cfg.accelerator,
-                                     precision=cfg.precision, threads=cfg.threads, progress_bar=bar)
+                                     precision=cfg.precision, threads=cfg.threads, progress_bar=bar,
+                                     weight_stats=bar)  # the multitask fit's history is kept; the others' are not
 
         def run(names: list[str], train: dict, seed: int, steps: int | None, stop_on: str, mlflow_module=None,
                 bar=False):

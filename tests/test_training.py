@@ -358,3 +358,18 @@ def test_fit_is_quiet_about_lightnings_advert_and_its_own_deprecations(corpus, t
     assert any(r.name.startswith("lightning") for r in caplog.records)  # Lightning's other info still comes through
     assert not [r.getMessage() for r in caplog.records if "litlogger" in r.getMessage()]
     assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]
+
+
+def test_weight_stats_off_leaves_them_out_of_the_history_and_changes_nothing_else(corpus, tokenizer):
+    """The few-shot study turns the per-epoch weight statistics off: same training, no weights/ columns."""
+    train, dev, known = _task(corpus, tokenizer)
+    runs = {}
+    for stats in (True, False):
+        model = _bag(tokenizer.vocab_size, known)
+        runs[stats] = (fit(model, train, dev, _settings(weight_stats=stats)), model)
+    with_stats, without = runs[True][0].history, runs[False][0].history
+    assert any(k.startswith("weights/") for k in with_stats[0])
+    assert not any(k.startswith("weights/") for k in without[0])
+    assert [{k: v for k, v in row.items() if not k.startswith("weights/")} for row in with_stats] == without
+    assert all(torch.equal(a, b) for a, b in zip(runs[True][1].state_dict().values(),
+                                                 runs[False][1].state_dict().values()))

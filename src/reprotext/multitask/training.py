@@ -53,6 +53,7 @@ class MultitaskSettings:
     precision: str = "32-true"
     threads: int = 0
     progress_bar: bool = True
+    weight_stats: bool = True  # as FitSettings.weight_stats
 
     @property
     def mode(self) -> str:
@@ -218,7 +219,7 @@ def fit_multitask(model: MultitaskClassifier, train: Sequence[TokenDataset], dev
     monitor = settings.monitor_key()
     stopper = EarlyStopping(monitor, settings.mode, settings.patience, settings.min_delta)
     bar = settings.progress_bar and sys.stdout.isatty()
-    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar)
+    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar, weight_stats=settings.weight_stats)
     trainer = L.Trainer(max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=1,
                         precision=settings.precision, deterministic=True, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=bar, num_sanity_val_steps=0,

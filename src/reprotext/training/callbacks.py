@@ -128,8 +128,9 @@ class History(L.Callback):
     """One row per epoch: every logged epoch metric, the LR, the steps so far, weight norms and near-zero shares;
     mirrored to MLflow (with the wall time since training started)."""
 
-    def __init__(self, mlflow_module=None, log_epochs: bool = False):
+    def __init__(self, mlflow_module=None, log_epochs: bool = False, weight_stats: bool = True):
         self.rows: list[dict[str, float]] = []
+        self.weight_stats = weight_stats
         self.mlflow = mlflow_module
         self.log_epochs = log_epochs  # one log line per epoch (where no progress bar shows)
         self.start = time.perf_counter()
@@ -146,7 +147,7 @@ class History(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, **{k: float(v) for k, v in trainer.callback_metrics.items()},
                "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]), "train/steps": trainer.global_step,
-               **weight_stats(pl_module.model)}
+               **(weight_stats(pl_module.model) if self.weight_stats else {})}
         self.rows.append(row)
         if self.log_epochs and trainer.is_global_zero:
             log.info("epoch %d/%d: %s", row["epoch"] + 1, trainer.max_epochs, ", ".join(

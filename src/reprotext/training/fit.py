@@ -167,7 +167,7 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     # Lightning's bar (on stdout) redraws every step: where that is no terminal (a log, CI) it would write
     # thousands of updates, so there History logs one line per epoch instead.
     bar = settings.progress_bar and sys.stdout.isatty()
-    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar)
+    history = History(mlflow_module, log_epochs=settings.progress_bar and not bar, weight_stats=settings.weight_stats)
     callbacks: list[L.Callback] = [*extra_callbacks, EpochSeed(settings.seed), history, stopper]
     start_from = None
     if resume_dir is not None:

@@ -34,6 +34,9 @@ class FitSettings:
     deterministic: bool | str = True
     threads: int = 0  # torch CPU threads (intra-op); 0 = leave torch's default
     progress_bar: bool = True
+    # Weight norms and near-zero shares in the history every epoch: a pass over every weight (0.4 s an epoch for a
+    # bag's n-gram table); off for the few-shot study's fits, whose histories nobody reads.
+    weight_stats: bool = True
 
     @classmethod
     def from_config(cls, config: Any) -> "FitSettings":

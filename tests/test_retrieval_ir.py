@@ -225,3 +225,27 @@ def test_the_retrieval_package_has_no_import_circle():
 
     for module in graph:
         visit(module, [])
+
+
+BM25_SCORES_DIGEST = """
+import hashlib
+import numpy as np
+from reprotext.retrieval.lexical import BM25Scorer
+rng = np.random.default_rng(0)
+words = [f"w{i}" for i in range(800)]
+docs = [" ".join(rng.choice(words, rng.integers(5, 120))) for _ in range(400)]
+queries = [" ".join(rng.choice(words, 40)) for _ in range(50)]
+print(hashlib.sha256(BM25Scorer(docs).scores(queries).tobytes()).hexdigest())
+"""
+
+
+def test_bm25_scores_repeat_whatever_the_processs_string_hash_seed():
+    """bm25s numbers terms in set order, which moves with PYTHONHASHSEED; the scores must not (they did, in the
+    last float32 digit, so evaluate's BM25 mAP changed from one run to the next)."""
+    import os
+    import subprocess
+    import sys
+
+    digests = {subprocess.run([sys.executable, "-c", BM25_SCORES_DIGEST], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(digests) == 1, digests

@@ -66,8 +66,11 @@ class BM25Scorer:
         import scipy.sparse as sp
 
         s = self.model.scores
-        self.weights = sp.csc_matrix((s["data"], s["indices"], s["indptr"]),
-                                     shape=(s["num_docs"], len(s["indptr"]) - 1)).T.tocsr()  # (terms, docs)
+        # (terms, docs), in float64: bm25s numbers the terms in the order of a set of strings, which changes with
+        # the process's hash seed, and so does the order of a query's terms in the sum. Summed in float64 the few
+        # float32 weights of a query add up exactly, so the float32 scores repeat from one process to the next.
+        self.weights = sp.csc_matrix((s["data"].astype(np.float64), s["indices"], s["indptr"]),
+                                     shape=(s["num_docs"], len(s["indptr"]) - 1)).T.tocsr()
 
     def __len__(self) -> int:
         return self.weights.shape[1]
@@ -81,7 +84,7 @@ class BM25Scorer:
             ids = {vocab[t] for t in tokens if t and t in vocab}
             rows.extend([i] * len(ids))
             cols.extend(ids)
-        return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+        return sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)),
                              shape=(len(queries), self.weights.shape[0]))
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:

@@ -303,11 +303,12 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
     res.mkdir(parents=True, exist_ok=True)
     m = b.mode
     for name in m.sections:
-        write_csv(res / RESULTS[name], getattr(b, name))
-        provenance[name] = {"command": meta["command"], "date": meta["date"], "smoke": m.smoke}
         if name == "scaling":
             b.scaling.sort(key=lambda r: (int(r["factor"]), STAGES.index(r["stage"])
                                           if r["stage"] in STAGES else len(STAGES)))
+        write_csv(res / RESULTS[name], getattr(b, name))
+        provenance[name] = {"command": meta["command"], "date": meta["date"], "smoke": m.smoke}
+        if name == "scaling":
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
                                     params=m.scale_params, base_docs=m.scale_base_docs)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,

@@ -150,7 +150,8 @@ def main() -> None:
         if cfg.single_task:
             state, single_result, single_dev = done[-1]
             single = build(["target"])
-            single.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
+            weights = io.BytesIO(state)
+            single.load_state_dict(torch.load(weights, weights_only=True))
             metrics["single_task"] = {"best_epoch": single_result.best_epoch, "epochs_run": len(single_result.history),
                                       "dev": single_dev}
             rows.append({"k": "all", "variant": "single_task", "seed": cfg.seed,

@@ -22,6 +22,14 @@ import torch
 from torch import nn
 
 
+def _evaluate(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """The loss from an optimiser step's closure (None without one), with gradients on inside the no-grad step."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class Composite(torch.optim.Optimizer):
     """Several optimisers over disjoint parameters, stepped together (one closure call per step)."""
 
@@ -34,10 +42,7 @@ class Composite(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for o in self.optimizers:
             o.step()
         return loss
@@ -63,10 +68,7 @@ class RowSparseAdam(torch.optim.SparseAdam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps = float(group["lr"]), group["eps"]

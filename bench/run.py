@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.datasets:
         mode.datasets = tuple(d for d in DATASETS if d in args.datasets)
     mode.sections = tuple(s for s in SECTIONS if s in args.sections)
+    if args.scale_factors and min(args.scale_factors) < 1:
+        p.error(f"--scale-factors {min(args.scale_factors)}: each size is a number of copies of the corpus, 1 or more")
     if args.scale_factors:
         mode.scale_factors = tuple(sorted(set(args.scale_factors)))
     meta = {"command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -186,6 +186,10 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
                          f"{float(r['seconds']):.1f} | {float(r['peak_rss_gib']):.2f} | {_f(r.get('time_growth'))} | "
                          f"{_f(r.get('time_exponent'))} | {_f(r.get('rss_growth'))} | {when} |")
     lines += [""] + [f"- {n}" for n in b.notes["scaling"]] + [""]
+    if (b.out / "results" / SCALING_PLOT).is_file() and b.scaling:
+        lines += [f"![Wall time and peak memory of each stage against the corpus size, log-log](results/{SCALING_PLOT})",
+                  "", "*Each stage's wall time and peak RSS against the number of documents (log-log; the dotted "
+                  "line is linear growth from the first size).*", ""]
     lines += scifact_markdown(BENCH_DIR / "results/scifact.json")
     # ---- GPU
     lines += ["## GPU (bench/gpu_train.sh: train stage, bf16, one short run, < 5 min)", ""]
@@ -204,6 +208,37 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
                   "`bash bench/gpu_train.sh` on a CUDA machine writes bench/results/gpu_train.json, which this "
                   "section then reports.", ""]
     return "\n".join(lines)
+
+
+SCALING_PLOT = "scaling.png"
+
+
+def scaling_plot(rows: list[dict], path: Path) -> bool:
+    """Wall time and peak RSS per stage against documents, log-log, with linear growth for reference."""
+    measured = [r for r in rows if not r.get("skipped") and r.get("seconds") not in (None, "")]
+    if len({int(r["factor"]) for r in measured}) < 2:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for stage in [s for s in STAGES if any(r["stage"] == s for r in measured)]:
+        points = sorted((int(r["docs"]), float(r["seconds"]), float(r["peak_rss_gib"]))
+                        for r in measured if r["stage"] == stage)
+        docs = [p[0] for p in points]
+        for ax, i in ((axes[0], 1), (axes[1], 2)):
+            line, = ax.plot(docs, [p[i] for p in points], marker="o", label=stage)
+            ax.plot(docs, [points[0][i] * d / docs[0] for d in docs], ls=":", color=line.get_color(), lw=0.8)
+    for ax, label in zip(axes, ("wall seconds", "peak RSS (GiB)")):
+        ax.set(xscale="log", yscale="log", xlabel="documents", ylabel=label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
 
 
 def scifact_markdown(path: Path) -> list[str]:
@@ -311,6 +346,7 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
         if name == "scaling":
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
                                     params=m.scale_params, base_docs=m.scale_base_docs)
+    scaling_plot(b.scaling, res / SCALING_PLOT)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,
                                                 "stage_times": b.stage_times}, indent=2, default=str) + "\n")
     (b.out / "BENCHMARKS.md").write_text(markdown(b, meta, provenance), encoding="utf-8")

@@ -180,3 +180,10 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     saved = json.loads((tmp_path / "results/bench.json").read_text())
     assert saved["sections"]["accuracy"]["command"].endswith("--sections accuracy throughput")
     assert saved["sections"]["scaling"]["factors"] == [1, 10] and saved["notes"]["accuracy"] == ["IMDb: skipped."]
+    assert not (tmp_path / "results/scaling.png").exists() and "scaling.png" not in page  # one size: no curve
+
+    second.scaling.append({"factor": 10, "docs": 4000, "input_mb": 3.0, "stage": "prepare", "seconds": 20.0,
+                           "peak_rss_gib": 0.5})
+    report.write(second, meta("python bench/run.py --sections scaling"), provenance)
+    assert (tmp_path / "results/scaling.png").stat().st_size > 10_000
+    assert "](results/scaling.png)" in (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")

@@ -1,6 +1,7 @@
 """The lecture: the sweep plan, the report writer on recorded results, and `--smoke` end to end."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ from reprotext.errors import ConfigError
 from reprotext.lecture import Experiment, Plan, Result, Sweep, load_plan
 from reprotext.lecture import sweep as lecture_sweep
 from reprotext.lecture.plan import _value
-from reprotext.lecture.report import oov, write_report
+from reprotext.lecture.common import Figures, beyond_noise, noise, spread, verdict
+from reprotext.lecture.lessons import oov
+from reprotext.lecture.pipeline_lessons import multitask, ngrams, pretraining, retrieval
+from reprotext.lecture.report import write_report
 from reprotext.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +60,25 @@ def test_the_shipped_plan_is_valid_for_every_size():
                 for part in path:
                     assert part in node, f"{size}/{exp.name}: {key} is not in params.yaml"
                     node = node[part]
-    assert len(load_plan(ROOT / "lecture.yaml", "default", params).experiments) == len(spec["experiments"])
+    default = load_plan(ROOT / "lecture.yaml", "default", params)
+    assert len([e for e in default.experiments if e.replica_of is None]) == len(spec["experiments"])
+    assert default.replicas("baseline") == ["baseline", "baseline-seed1", "baseline-seed2"]  # the noise yardstick
+
+
+def test_seed_replicas_repeat_an_experiment_with_another_train_seed(tmp_path):
+    path = tmp_path / "lecture.yaml"
+    spec = {"sizes": {"s": {"set": {"train.lr": 0.1}, "seeds": {"l1": [1, 2]}}},
+            "experiments": {"baseline": {"set": {}}, "l1": {"title": "L1", "set": {"train.l1": 1e-5}}}}
+    path.write_text(yaml.safe_dump(spec))
+    plan = load_plan(path, "s")
+    assert [e.name for e in plan.experiments] == ["baseline", "l1", "l1-seed1", "l1-seed2"]
+    assert plan.get("l1-seed2").overrides == {"train.lr": 0.1, "train.l1": 1e-5, "train.seed": 2}
+    assert plan.get("l1-seed1").replica_of == "l1" and plan.get("l1").replica_of is None
+    assert plan.replicas("l1") == ["l1", "l1-seed1", "l1-seed2"] and plan.replicas("baseline") == ["baseline"]
+    spec["sizes"]["s"]["seeds"] = {"cnn": [1]}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"seeds to experiments it does not run: \['cnn'\]"):
+        load_plan(path, "s")
 
 
 def test_override_values_are_yaml_for_dvc():
@@ -118,13 +140,15 @@ def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path
                "l1": _result("l1", {"train.max_epochs": 4, "train.l1": 1e-5}, 0.68),
                "sgd": _result("sgd", {"train.max_epochs": 4, "train.gd_mode": "sgd"}, 0.6),
                "cnn": _result("cnn", {"train.max_epochs": 4, "train.model": "cnn"}, 0.72)}
-    for name, key, value in (("l2", "train.l2", 1e-4), ("dropout", "train.dropout", 0.5),
+    for name, key, value in (("l2", "train.l2", 1e-4), ("dropout", "train.dropout", 0.5), ("wide", "train.hidden_dim", 512),
                              ("batchnorm", "train.batch_norm", True), ("full-batch", "train.gd_mode", "full"),
                              ("rnn", "train.model", "rnn"), ("cbow", "embed.algorithm", "cbow"),
                              ("random-init", "train.embeddings", "random")):
         results[name] = _result(name, {"train.max_epochs": 4, key: value}, 0.5 + len(name) / 100)
     results["cnn"].status = "Failed"
     results["cnn"].parent = None
+    results |= {k: v for k, v in _seeded("baseline", {"train.max_epochs": 4}, [0.7, 0.66, 0.73], **finetune).items()
+                if k != "baseline"}
     plan = Plan("test", 2, tuple(r.exp for r in results.values()))
     sweep = Sweep("lec-t", plan, f"sqlite:///{tmp_path}/mlflow.db", tmp_path, results,
                   {"started": "2026-01-01T00:00:00+00:00", "seconds": 120.0, "jobs": 2, "cores": 2})
@@ -142,6 +166,11 @@ def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path
     assert "`lec-t-cnn` | — | Failed |" in text  # a failed experiment is named, not silently dropped
     assert "MLflow embed run `embed-run-cbow`" in text
     assert "2.0 minutes wall time" in text
+    # the summary: one row per verdict, the yardstick of single runs from the baseline's seeds
+    assert "the baseline's test accuracy ranges over 0.070 across its 3 seeds" in text
+    assert "| 1. Overfitting and early stopping | agrees |" in text and "| 10. Pretraining" not in text
+    verdicts = text.count("**Does this run agree?**")
+    assert f"of {verdicts} agree." in text and verdicts >= 7
     assert "## 6. BPE against whole words" in text and "`words` (not in size test)" in text
 
 
@@ -164,7 +193,8 @@ def test_lecture_smoke_runs_the_sweep_and_leaves_the_workspace_as_it_was(tmp_pat
     exp = client.get_experiment_by_name("reprotext")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`reprotext.parent` = 'true'")
     names = {r.data.tags["dvc.exp_name"]: r for r in parents}
-    assert {n.rsplit("-", 1)[-1] for n in names} == {"baseline", "overfit", "l1", "words"}
+    assert {n.removeprefix("lec-").split("-", 1)[-1] for n in names} == {"baseline", "overfit", "l1", "words",
+                                                                         "baseline-seed1"}
     for name, run in names.items():
         assert run.info.status == "FINISHED", name
         assert f"`{name}`" in text and run.info.run_id in text
@@ -196,8 +226,6 @@ def test_parallel_experiments_share_the_cores_unless_the_user_chose(monkeypatch)
 
 
 def test_the_multitask_lesson_compares_the_three_on_the_target_task(tmp_path):
-    from reprotext.lecture.report import Figures, multitask
-
     metrics = {"multitask/tasks/target/dev/accuracy": 0.91, "multitask/single_task/dev/accuracy": 0.88,
                "finetune/runs/pretrained/dev/accuracy": 0.90, "multitask/tasks/source/sampling_probability": 0.55,
                "evaluate/multitask/single_task/test/accuracy": 0.87, "evaluate/target/test/accuracy": 0.93,
@@ -211,6 +239,109 @@ def test_the_multitask_lesson_compares_the_three_on_the_target_task(tmp_path):
     assert "| target test accuracy | 0.870 | 0.930 | 0.900 |" in lines
     assert "| target dev accuracy, k=5 | 0.500 | 0.700 | 0.600 |" in lines
     assert "sequential transfer wins (0.930, +0.030 over multitask)" in lines
+    assert "**Does this run agree?** Agrees. At k=5 the multitask model scores 0.600 against single-task 0.500" in lines
     assert "MLflow multitask run `multitask-run-multitask`" in lines and (tmp_path / "fig" / "multitask.png").is_file()
     del r.metrics["multitask/tasks/target/dev/accuracy"]
     assert "recorded no multitask metrics" in "\n".join(multitask(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))
+
+
+def _sweep(tmp_path, results: dict[str, Result], plan: Plan | None = None) -> Sweep:
+    plan = plan or Plan("test", 2, tuple(r.exp for r in results.values()))
+    return Sweep("lec-t", plan, f"sqlite:///{tmp_path}/mlflow.db", tmp_path, results)
+
+
+def _seeded(name: str, overrides: dict, accs: list[float], **extra) -> dict[str, Result]:
+    """``name`` and its seed replicas, one per accuracy."""
+    out = {}
+    for i, acc in enumerate(accs):
+        r = _result(name if i == 0 else f"{name}-seed{i}", overrides, acc, **extra)
+        if i:
+            r.exp = Experiment(r.exp.name, r.exp.title, {**overrides, "train.seed": i}, replica_of=name)
+        out[r.exp.name] = r
+    return out
+
+
+def test_seed_spread_is_the_yardstick_of_single_runs(tmp_path):
+    results = _seeded("baseline", {}, [0.70, 0.72, 0.75])
+    sweep = _sweep(tmp_path, results)
+    s = spread(sweep, "baseline")
+    assert s.seeds == 3 and s.mean("dev") == pytest.approx(0.7233, abs=1e-4)
+    assert noise(sweep) == pytest.approx(0.05)  # test accuracy: acc - 0.01 each, max - min
+    assert "(range 0.050, 3 seeds)" in s.text("test")
+    results["baseline-seed2"].status = "Failed"  # a failed replica is left out, not counted as zero
+    assert spread(sweep, "baseline").seeds == 2 and noise(sweep) == pytest.approx(0.02)
+    assert not beyond_noise(0.02, 0.02) and beyond_noise(-0.03, 0.02) and beyond_noise(0.001, float("nan"))
+    assert math.isnan(noise(_sweep(tmp_path, {"baseline": _result("baseline", {}, 0.7)})))
+
+
+def test_verdicts_are_collected_for_the_summary(tmp_path):
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    assert verdict(figs, "1. X", True, "It did.") == ["**Does this run agree?** Agrees. It did.", ""]
+    assert verdict(figs, "2. Y", False, "Reason 0.3.")[0].startswith("**Does this run agree?** Does not agree.")
+    assert verdict(figs, "3. Z", None, "Missing.")[0].startswith("**Does this run agree?** Cannot tell.")
+    assert figs.verdicts == [("1. X", True, "It did."), ("2. Y", False, "Reason 0.3."), ("3. Z", None, "Missing.")]
+
+
+def _lm_metrics(perplexities: list[float], unigram: float, few: dict[str, dict[int, float]]) -> dict[str, float]:
+    out = {f"pretrain/dev_perplexity_by_epoch/{i}": p for i, p in enumerate(perplexities)}
+    out |= {"pretrain/dev/unigram_perplexity": unigram, "pretrain/train_tokens": 1e6, "pretrain/steps": 500}
+    for variant, curve in few.items():
+        for k, acc in curve.items():
+            out[f"finetune/fewshot/k{k}/{variant}/accuracy_mean"] = acc
+            out[f"finetune/fewshot/k{k}/{variant}/accuracy_std"] = 0.02
+    return out
+
+
+def test_the_pretraining_lesson_checks_perplexity_and_the_few_shot_gain(tmp_path):
+    few = {"lm_pretrained": {1: 0.6, 5: 0.8}, "scratch_train_init": {1: 0.4, 5: 0.7}, "scratch_random": {1: 0.3, 5: 0.5},
+           "pretrained": {1: 0.55, 5: 0.75}}
+    lm = _result("lm", {"train.model": "transformer", "finetune.fewshot_seeds": [0, 1, 2]}, 0.6,
+                 **_lm_metrics([900, 700, 650], 1200, few))
+    ffnn = _result("ffnn", {"train.model": "ffnn"}, 0.3, **_lm_metrics([500, 420, 390], 1250, {}))
+    sweep = _sweep(tmp_path, {"baseline": _result("baseline", {}, 0.7), "lm": lm, "ffnn": ffnn})
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    text = "\n".join(pretraining(sweep, figs))
+    assert "| `lm` | transformer | 900 → 700 → 650 | 1200 | 500 |" in text
+    assert "| language model | n/a | 0.600 ± 0.020 | 0.800 ± 0.020 |" in text
+    assert [a for _, a, _ in figs.verdicts] == [True, True]
+    assert "+0.200 at k = 1, +0.100 at k = 5" in text and (tmp_path / "fig" / "pretraining.png").is_file()
+    lm.metrics["finetune/fewshot/k5/lm_pretrained/accuracy_mean"] = 0.65  # word2vec wins at k = 5
+    ffnn.metrics["pretrain/dev_perplexity_by_epoch/2"] = 800  # and a perplexity that rose
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    text = "\n".join(pretraining(sweep, figs))
+    assert [a for _, a, _ in figs.verdicts] == [False, False]
+    assert "-0.050 at k = 5" in text
+    del sweep.results["lm"]
+    assert "Not shown" in "\n".join(pretraining(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))
+
+
+def test_the_ngram_lesson_compares_against_the_seed_spread(tmp_path):
+    results = _seeded("baseline", {}, [0.70, 0.71, 0.72])
+    results["tfidf"] = _result("tfidf", {"train.bag.pooling": "tfidf"}, 0.74)
+    results["ngrams"] = _result("ngrams", {"train.bag.word_ngrams": 2}, 0.78)
+    sweep = _sweep(tmp_path, results)
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    text = "\n".join(ngrams(sweep, figs))
+    assert figs.verdicts[0][1] is True
+    assert "moves test accuracy by +0.070 over the mean of the pieces (TF-IDF-weighted pieces: +0.030)" in text
+    assert "(the baseline's seeds move it by up to 0.020)" in text
+    results["ngrams"].metrics["evaluate/source/test/accuracy"] = 0.715  # +0.005: inside the seed range
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    assert "within what the seed alone moves" in "\n".join(ngrams(sweep, figs)) and figs.verdicts[0][1] is False
+
+
+def test_the_retrieval_lesson_reads_evaluates_query_by_example_metrics(tmp_path):
+    metrics = {f"evaluate/{t}/retrieval/methods/{m}/{k}": v for t in ("source", "target")
+               for m, v in (("bm25", 0.3), ("dual_encoder", 0.9), ("tfidf_cosine", 0.35)) for k in ("map_at_100",
+                                                                                                    "precision_at_10")}
+    r = _result("multitask", {"multitask.enabled": True}, 0.7, **metrics)
+    sweep = _sweep(tmp_path, {"multitask": r})
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    text = "\n".join(retrieval(sweep, figs))
+    assert "| BM25 | 0.300 | 0.300 | 0.300 | 0.300 |" in text and figs.verdicts[0][1] is True
+    assert "0.900 against 0.300 (source), 0.900 against 0.300 (target)" in text
+    r.metrics["evaluate/target/retrieval/methods/bm25/map_at_100"] = 0.95
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    assert "BM25 holds its own" in "\n".join(retrieval(sweep, figs)) and figs.verdicts[0][1] is False
+    r.metrics = {k: v for k, v in r.metrics.items() if "retrieval" not in k}
+    assert "recorded no retrieval metrics" in "\n".join(retrieval(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))

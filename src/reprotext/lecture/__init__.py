@@ -2,10 +2,12 @@
 
 - :mod:`.plan`: the experiments of a size of ``lecture.yaml`` and their overrides;
 - :mod:`.sweep`: running the sweep in a private copy of the repository and reading it back from MLflow;
-- :mod:`.report`: ``reports/lecture.md`` and its figures from a collected sweep;
+- :mod:`.report`: ``reports/lecture.md`` from a collected sweep: its opening, the summary of verdicts, then
+  the sections of :mod:`.lessons` (the classic lessons) and :mod:`.pipeline_lessons` (what the pipeline newly
+  does), built with :mod:`.common` (figures, tables, seed spreads, verdicts);
 - ``python -m reprotext.lecture``: the command line (``make lecture``).
 
-Imports run one way (plan -> sweep -> report -> the command line): no circles.
+Imports run one way (plan -> sweep -> common -> lessons -> report -> the command line): no circles.
 """
 from reprotext.lecture.plan import FIRST, PLAN_FILE, Experiment, Plan, load_plan
 from reprotext.lecture.report import write_report

@@ -21,6 +21,7 @@ class Experiment:
     name: str
     title: str
     overrides: dict[str, Any]
+    replica_of: str | None = None  # a seed replica: the experiment it repeats with another train.seed
 
     def dvc_name(self, sweep: str) -> str:
         return f"{sweep}-{self.name}"
@@ -34,6 +35,10 @@ class Plan:
 
     def get(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
+
+    def replicas(self, name: str) -> list[str]:
+        """``name`` and its seed replicas, in plan order."""
+        return [e.name for e in self.experiments if e.name == name or e.replica_of == name]
 
 
 def _has_key(params: dict, key: str) -> bool:
@@ -66,13 +71,20 @@ def load_plan(path: Path, size: str, params: dict | None = None) -> Plan:
         raise ConfigError(f"{path}: size {size!r} must include the {FIRST!r} experiment (every lesson compares with it)")
     optional = {k: v for k, v in {**(spec.get("if_present") or {}), **(chosen.get("if_present") or {})}.items()
                 if params is not None and _has_key(params, k)}
-    out = []
+    seeds = chosen.get("seeds") or {}
+    unknown = [n for n in seeds if n not in only]
+    if unknown:
+        raise ConfigError(f"{path}: size {size!r} gives seeds to experiments it does not run: {unknown}")
+    out, replicas = [], []
     for name in [FIRST, *(n for n in only if n != FIRST)]:
         entry = experiments[name] or {}
         overrides = {**optional, **(chosen.get("set") or {}), **(entry.get("set") or {}),
                      **((chosen.get("experiments") or {}).get(name) or {})}
         out.append(Experiment(name, entry.get("title", name), overrides))
-    return Plan(size, int(chosen.get("jobs", 2)), tuple(out))
+        for seed in seeds.get(name) or []:
+            replicas.append(Experiment(f"{name}-seed{seed}", f"{name} with train.seed {seed}",
+                                       {**overrides, "train.seed": seed}, replica_of=name))
+    return Plan(size, int(chosen.get("jobs", 2)), tuple(out + replicas))
 
 
 def _value(v: Any) -> str:

@@ -239,7 +239,7 @@ def test_the_multitask_lesson_compares_the_three_on_the_target_task(tmp_path):
     assert "| target test accuracy | 0.870 | 0.930 | 0.900 |" in lines
     assert "| target dev accuracy, k=5 | 0.500 | 0.700 | 0.600 |" in lines
     assert "sequential transfer wins (0.930, +0.030 over multitask)" in lines
-    assert "**Does this run agree?** Agrees. At k=5 the multitask model scores 0.600 against single-task 0.500" in lines
+    assert "**Does this run agree?** Agrees. At k = 5 the multitask model scores 0.600 against single-task 0.500" in lines
     assert "MLflow multitask run `multitask-run-multitask`" in lines and (tmp_path / "fig" / "multitask.png").is_file()
     del r.metrics["multitask/tasks/target/dev/accuracy"]
     assert "recorded no multitask metrics" in "\n".join(multitask(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))
@@ -323,8 +323,8 @@ def test_the_ngram_lesson_compares_against_the_seed_spread(tmp_path):
     figs = Figures(tmp_path / "fig", tmp_path / "r.md")
     text = "\n".join(ngrams(sweep, figs))
     assert figs.verdicts[0][1] is True
-    assert "moves test accuracy by +0.070 over the mean of the pieces (TF-IDF-weighted pieces: +0.030)" in text
-    assert "(the baseline's seeds move it by up to 0.020)" in text
+    assert ("moves test accuracy by +0.070 over the mean of the pieces (TF-IDF-weighted pieces alone: +0.030; the "
+            "baseline's seeds move it by up to 0.020).") in text
     results["ngrams"].metrics["evaluate/source/test/accuracy"] = 0.715  # +0.005: inside the seed range
     figs = Figures(tmp_path / "fig", tmp_path / "r.md")
     assert "within what the seed alone moves" in "\n".join(ngrams(sweep, figs)) and figs.verdicts[0][1] is False

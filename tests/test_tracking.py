@@ -1,3 +1,5 @@
+import math
+
 import mlflow
 from mlflow.tracking import MlflowClient
 
@@ -86,6 +88,19 @@ def test_a_cached_stage_is_linked_to_the_run_that_produced_it(tmp_path, monkeypa
     assert new_parent.data.metrics == {"a/dev/acc": 0.5, "b/dev/acc": 0.9}
     assert new_parent.data.tags["reprotext.run.a"] == a and new_parent.data.tags["reprotext.run.b"] == b2
     assert new_parent.data.params == {"a.lr": "0.1", "b.k": "2"}
+
+
+def test_keys_a_stage_no_longer_writes_are_not_left_in_the_parent(tmp_path, monkeypatch):
+    client = _pipeline_dir(tmp_path, monkeypatch)
+    # a metrics file committed from another run, with a key this run's "b" will not write
+    (tmp_path / "metrics" / "b.json").write_text('{"dev": {"acc": 0.1}, "fewshot": {"k10": 0.99}}')
+    a = _run_stage("a", 0.5, tmp_path)  # logs every metrics file it finds, the stale one included
+    parent_id = client.get_run(a).data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent_id).data.metrics["b/fewshot/k10"] == 0.99
+    _run_stage("b", 0.7, tmp_path)
+    metrics = client.get_run(parent_id).data.metrics
+    assert metrics["b/dev/acc"] == 0.7 and metrics["a/dev/acc"] == 0.5
+    assert math.isnan(metrics["b/fewshot/k10"])  # not this run's number any more
 
 
 def test_dvc_experiment_name_keys_the_parent(tmp_path, monkeypatch):

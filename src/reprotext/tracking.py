@@ -288,6 +288,14 @@ class Tracker:
                 producer = self._producer(stage, _sha256(path), parent_id)
                 if producer:
                     tags[f"reprotext.run.{stage}"] = producer
+        # An earlier stage of this execution logged this stage's metrics file as it found it: perhaps a stale one,
+        # committed from another run, with keys this run no longer writes (a few-shot k it does not train). MLflow
+        # cannot delete a metric, so the parent's latest value of each such key becomes NaN: not this run's number.
+        written = {f"{self.stage}/{k}" for path in own for k in _numeric(json.loads(path.read_text()))}
+        if own:
+            logged = self.client.get_run(parent_id).data.metrics
+            metrics += [self.mlflow.entities.Metric(k, float("nan"), now, 0) for k in logged
+                        if k.startswith(f"{self.stage}/") and k not in written]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(parent_id, metrics=metrics[i:i + 500])
         for k, v in tags.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -284,7 +285,8 @@ def collect(root: Path, sweep: str, plan: Plan, status: dict[str, str] | None = 
             parent = found[0]
             res.parent = parent.info.run_id
             res.parent_status = parent.info.status
-            res.metrics = dict(parent.data.metrics)
+            # NaN: a key a stage of this experiment no longer writes (reprotext.tracking), not one of its numbers
+            res.metrics = {k: v for k, v in parent.data.metrics.items() if not math.isnan(v)}
             res.runs = {k.removeprefix("reprotext.run."): v for k, v in parent.data.tags.items()
                         if k.startswith("reprotext.run.")}
             if "train" in res.runs:

@@ -345,3 +345,24 @@ def test_the_retrieval_lesson_reads_evaluates_query_by_example_metrics(tmp_path)
     assert "BM25 holds its own" in "\n".join(retrieval(sweep, figs)) and figs.verdicts[0][1] is False
     r.metrics = {k: v for k, v in r.metrics.items() if "retrieval" not in k}
     assert "recorded no retrieval metrics" in "\n".join(retrieval(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))
+
+
+def test_bpe_and_words_are_compared_on_the_documents_with_the_most_unknown_words(tmp_path, monkeypatch):
+    from reprotext.lecture import lessons
+
+    texts = ["the cat sat on the mat", "a dog ran over the hill", "cats and dogs are pets"] * 40
+    words = train_tokenizer(texts, TokenizeConfig(model_type="word", vocab_size=64, byte_fallback=False), tmp_path / "w")
+    test = pd.DataFrame({"text": ["the cat sat", "zorg blip the", "a dog ran", "qux quux cat"],
+                         "label": ["a", "b", "a", "b"]})
+    test.to_parquet(tmp_path / "test.parquet")
+    # BPE gets the two documents full of unknown words right, whole words the other two
+    pd.DataFrame({"actual": test["label"], "predicted": ["b", "b", "b", "b"]}).to_csv(tmp_path / "bpe.csv", index=False)
+    pd.DataFrame({"actual": test["label"], "predicted": ["a", "a", "a", "a"]}).to_csv(tmp_path / "w.csv", index=False)
+    files = {("split", "baseline"): "test.parquet", ("evaluate", "baseline"): "bpe.csv", ("evaluate", "words"): "w.csv"}
+    monkeypatch.setattr(lessons, "output_file", lambda sweep, r, stage, out, rel: tmp_path / files[(stage, r.exp.name)])
+    rs = {"BPE": _result("baseline", {}, 0.7), "whole words": _result("words", {}, 0.7)}
+    got = lessons._rare_half(None, rs, words)
+    assert got["threshold"] == pytest.approx(1 / 3)  # per document: 0, 2/3, 0, 2/3 unknown; the median
+    assert got["BPE"] == 1.0 and got["whole words"] == 0.0 and got["BPE, rest"] == 0.0 and got["whole words, rest"] == 1.0
+    pd.DataFrame({"actual": ["b", "a", "a", "b"], "predicted": ["a"] * 4}).to_csv(tmp_path / "w.csv", index=False)
+    assert lessons._rare_half(None, rs, words) is None  # predictions of another split (or order) are not compared

@@ -146,14 +146,19 @@ def regularisers(sweep: Sweep, figs: Figures) -> list[str]:
         return lines + verdict(figs, "2. L1 against L2", True,
                                f"L1 leaves {_fmt(l1, '.1%')} of the weights below {t}, against {_fmt(l2, '.1%')} "
                                f"under L2 and {_fmt(none, '.1%')} without a penalty.")
+    lr = rs[0].exp.overrides.get("train.lr", float("nan"))
+    wide = thresholds[-1]
     return lines + verdict(figs, "2. L1 against L2", False,
                            f"L1 leaves {_fmt(l1, '.1%')} of the weights below {t}, L2 {_fmt(l2, '.1%')}, none "
-                           f"{_fmt(none, '.1%')}. The likely reason is the optimiser: AdamW divides each weight's "
-                           "gradient by its own running size (Loshchilov & Hutter 2019), so a weight that the data "
-                           "rarely moves (most rows of the embedding table) is pushed by about the learning rate per "
-                           f"step under either penalty and oscillates around zero with that amplitude "
-                           f"({_fmt(rs[0].exp.overrides.get('train.lr', float('nan')), 'g')}), above {t}: the "
-                           "exact zeros of L1 belong to plain or proximal gradient descent.")
+                           f"{_fmt(none, '.1%')}; below {wide}: L1 {_fmt(by['L1'].get(wide, float('nan')), '.1%')}, "
+                           f"L2 {_fmt(by['L2'].get(wide, float('nan')), '.1%')}, none "
+                           f"{_fmt(by.get('none', {}).get(wide, float('nan')), '.1%')}. The likely reason is the "
+                           "optimiser: AdamW divides each weight's gradient by its own running size (Loshchilov & "
+                           "Hutter 2019), so a weight that the data rarely moves (most rows of the embedding table) "
+                           f"steps by about the learning rate ({_fmt(lr, 'g')}) under either penalty and oscillates "
+                           f"around zero with that amplitude: both penalties gather weights within {_fmt(lr, 'g')} "
+                           "of zero, neither holds them at zero. The exact zeros of L1 belong to plain or proximal "
+                           "gradient descent.")
 
 
 def dropout_batchnorm(sweep: Sweep, figs: Figures) -> list[str]:
@@ -414,13 +419,22 @@ def tokenizers(sweep: Sweep, figs: Figures, work: Path) -> list[str]:
     yard = noise(sweep)
     agrees = diff > 0 and beyond_noise(diff, yard)
     unk = stats["whole words"]["oov"]
+    rare = _rare_half(sweep, rs, toks["whole words"])
+    if rare:
+        lines += [f"On the half of the test documents with the most words out of the whole-word vocabulary (at "
+                  f"least {_fmt(rare['threshold'], '.1%')} of their words), BPE scores {_fmt(rare['BPE'])} and whole "
+                  f"words {_fmt(rare['whole words'])}; on the other half {_fmt(rare['BPE, rest'])} and "
+                  f"{_fmt(rare['whole words, rest'])} (source: each experiment's `reports/evaluate/"
+                  "source_predictions.csv`).", ""]
+    where = (f"; on the half of the test documents with the most unknown words, {_fmt(rare['BPE'] - rare['whole words'], '+.3f')}"
+             if rare else "")
     lines += verdict(figs, "6. BPE against whole words", agrees,
                      f"{_fmt(unk, '.1%')} of the test words are out of the whole-word vocabulary and none of BPE's; "
                      f"BPE's test accuracy differs by {_fmt(diff, '+.3f')} (the baseline's seeds move it by up to "
-                     f"{_fmt(yard)})"
+                     f"{_fmt(yard)}){where}"
                      + ("." if agrees else ". The likely reason: a post's topic rests on its frequent words, which "
-                        "both vocabularies keep; the words lost to `<unk>` are mostly names and addresses, which "
-                        "are as often noise as signal for 20 topics."))
+                        "both vocabularies keep, and a bag that averages pieces cannot put a rare word back together "
+                        "from them: the words lost to `<unk>` (names, addresses) carry little of the topic."))
     lines += ["### Segmentation examples (source test split)", ""]
     texts = [t for t in (_test_texts(sweep, rs["BPE"]) or []) if t][:EXAMPLES]
     for text in texts:
@@ -431,6 +445,31 @@ def tokenizers(sweep: Sweep, figs: Figures, work: Path) -> list[str]:
             lines += [f"- {label}: `{' '.join(pieces)}`"]
         lines += [""]
     return lines
+
+
+def _rare_half(sweep: Sweep, rs: dict[str, Result], words: Tokenizer) -> dict[str, float] | None:
+    """Test accuracy of each tokenizer's model on the half of the test documents with the highest share of words
+    out of the whole-word vocabulary, and on the other half; None when the predictions are not available."""
+    split = output_file(sweep, next(iter(rs.values())), "split", "data/split", "source/test.parquet")
+    if split is None:
+        return None
+    test = pd.read_parquet(split, columns=["text", "label"])
+    texts, preds = test["text"].tolist(), {}
+    for label, r in rs.items():
+        path = output_file(sweep, r, "evaluate", "reports/evaluate", "source_predictions.csv")
+        if path is None:
+            return None
+        preds[label] = pd.read_csv(path, dtype=str)
+        if preds[label]["actual"].tolist() != test["label"].astype(str).tolist():  # not this test split, in order
+            return None
+    share = np.array([np.mean([UNK in ids for ids in words.encode(t.split())]) if t.split() else 0.0 for t in texts])
+    threshold = float(np.median(share))
+    high = share >= threshold
+    out = {"threshold": threshold}
+    for label, p in preds.items():
+        right = (p["actual"] == p["predicted"]).to_numpy()
+        out[label], out[f"{label}, rest"] = float(right[high].mean()), float(right[~high].mean())
+    return out
 
 
 def _neighbours(sweep: Sweep, r: Result, work: Path) -> dict | None:

@@ -124,10 +124,9 @@ def _result(name: str, overrides: dict, acc: float, epochs: int = 4, best: int =
                "train/parameters": 1000, "train/parameters_without_embeddings": 100, "tokenize/vocab_size": 500,
                "split/source/train_docs": 280, "embed/wordsim353/spearman": 0.2, **extra}
     exp = Experiment(name, f"the {name} experiment", overrides)
+    runs = {s: f"{s}-run-{name}" for s in ("tokenize", "embed", "train", "finetune", "evaluate")}
     return Result(exp, f"lec-t-{name}", "Success", parent=f"parent-{name}", parent_status="FINISHED",
-                  metrics=metrics,
-                  runs={s: f"{s}-run-{name}" for s in ("tokenize", "embed", "train", "finetune", "evaluate")},
-                  train={"fit_seconds": 3.0}, history=hist)
+                  metrics=metrics, runs=runs, ran=dict(runs), train={"fit_seconds": 3.0}, history=hist)
 
 
 def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path):
@@ -166,6 +165,11 @@ def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path
     assert "`lec-t-cnn` | — | Failed |" in text  # a failed experiment is named, not silently dropped
     assert "MLflow embed run `embed-run-cbow`" in text
     assert "2.0 minutes wall time" in text
+    results["l1"].ran = {}  # restored from an earlier sweep's runs
+    results["l1"].runs = {"train": "train-run-old"}
+    write_report(sweep, report, tmp_path / "reports" / "lecture")
+    assert "and 1 restored from DVC's run cache" in report.read_text()
+    text = report.read_text()
     # the summary: one row per verdict, the yardstick of single runs from the baseline's seeds
     assert "the baseline's test accuracy ranges over 0.070 across its 3 seeds" in text
     assert "| 1. Overfitting and early stopping | agrees |" in text and "| 10. Pretraining" not in text
@@ -304,13 +308,19 @@ def test_the_pretraining_lesson_checks_perplexity_and_the_few_shot_gain(tmp_path
     assert "| `lm` | transformer | 900 → 700 → 650 | 1200 | 500 |" in text
     assert "| language model | n/a | 0.600 ± 0.020 | 0.800 ± 0.020 |" in text
     assert [a for _, a, _ in figs.verdicts] == [True, True]
-    assert "+0.200 at k = 1, +0.100 at k = 5" in text and (tmp_path / "fig" / "pretraining.png").is_file()
+    # std 0.02 each over 3 seeds: the standard error of a difference is sqrt(2 * 0.02^2 / 3) = 0.016
+    assert "+0.200 ± 0.016 at k = 1, +0.100 ± 0.016 at k = 5." in text
+    assert (tmp_path / "fig" / "pretraining.png").is_file()
     lm.metrics["finetune/fewshot/k5/lm_pretrained/accuracy_mean"] = 0.65  # word2vec wins at k = 5
     ffnn.metrics["pretrain/dev_perplexity_by_epoch/2"] = 800  # and a perplexity that rose
     figs = Figures(tmp_path / "fig", tmp_path / "r.md")
     text = "\n".join(pretraining(sweep, figs))
     assert [a for _, a, _ in figs.verdicts] == [False, False]
-    assert "-0.050 at k = 5" in text
+    assert "-0.050 ± 0.016 at k = 5" in text and "not clearly at k = 5" in text
+    lm.metrics["finetune/fewshot/k5/lm_pretrained/accuracy_mean"] = 0.71  # ahead, but within its standard error
+    figs = Figures(tmp_path / "fig", tmp_path / "r.md")
+    pretraining(sweep, figs)
+    assert figs.verdicts[1][1] is False
     del sweep.results["lm"]
     assert "Not shown" in "\n".join(pretraining(sweep, Figures(tmp_path / "fig", tmp_path / "r.md")))
 

@@ -101,6 +101,13 @@ def test_keys_a_stage_no_longer_writes_are_not_left_in_the_parent(tmp_path, monk
     metrics = client.get_run(parent_id).data.metrics
     assert metrics["b/dev/acc"] == 0.7 and metrics["a/dev/acc"] == 0.5
     assert math.isnan(metrics["b/fewshot/k10"])  # not this run's number any more
+    # a file that changes without its stage running (DVC restores it from its run cache) is caught by the next stage
+    (tmp_path / "metrics" / "b.json").write_text('{"dev": {"acc": 0.7}, "fewshot": {"k1": 0.4}}')
+    _run_stage("a", 0.6, tmp_path)
+    (tmp_path / "metrics" / "b.json").write_text('{"dev": {"acc": 0.7}}')
+    _run_stage("a", 0.6, tmp_path)
+    metrics = client.get_run(parent_id).data.metrics
+    assert math.isnan(metrics["b/fewshot/k1"]) and metrics["a/dev/acc"] == 0.6 and metrics["b/dev/acc"] == 0.7
 
 
 def test_dvc_experiment_name_keys_the_parent(tmp_path, monkeypatch):

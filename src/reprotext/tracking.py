@@ -279,23 +279,24 @@ class Tracker:
         if own:
             self.client.set_tag(run_id, TAG_METRICS_SHA, _sha256(own[0]))
         metrics, tags, now = [], {}, int(time.time() * 1000)
+        current: dict[str, set[str]] = {}  # stage -> the keys its metrics files hold now
         for stage, paths in files.items():
             for path in (p for p in paths if p.is_file()):
                 values = _numeric(json.loads(path.read_text()))
+                current.setdefault(stage, set()).update(f"{stage}/{k}" for k in values)
                 # Stamped now: MLflow shows the value with the latest timestamp, and a metrics file that an earlier
                 # stage saw stale (committed from another run) must not win a tie (at equal stamps the largest does).
                 metrics += [self.mlflow.entities.Metric(f"{stage}/{k}", v, now, 0) for k, v in values.items()]
                 producer = self._producer(stage, _sha256(path), parent_id)
                 if producer:
                     tags[f"reprotext.run.{stage}"] = producer
-        # An earlier stage of this execution logged this stage's metrics file as it found it: perhaps a stale one,
-        # committed from another run, with keys this run no longer writes (a few-shot k it does not train). MLflow
-        # cannot delete a metric, so the parent's latest value of each such key becomes NaN: not this run's number.
-        written = {f"{self.stage}/{k}" for path in own for k in _numeric(json.loads(path.read_text()))}
-        if own:
-            logged = self.client.get_run(parent_id).data.metrics
-            metrics += [self.mlflow.entities.Metric(k, float("nan"), now, 0) for k in logged
-                        if k.startswith(f"{self.stage}/") and k not in written]
+        # An earlier stage of this execution logged every metrics file as it found it: perhaps a stale one, committed
+        # from another run, with keys that the file this execution ends with (run, or restored by DVC) no longer has
+        # (a few-shot k it does not train). MLflow cannot delete a metric, so the parent's latest value of each such
+        # key becomes NaN: not a number of this execution.
+        logged = self.client.get_run(parent_id).data.metrics
+        metrics += [self.mlflow.entities.Metric(k, float("nan"), now, 0) for k in logged
+                    if k.split("/", 1)[0] in current and k not in current[k.split("/", 1)[0]]]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(parent_id, metrics=metrics[i:i + 500])
         for k, v in tags.items():

@@ -12,7 +12,6 @@ import numpy as np
 from reprotext.lecture.sweep import Result, Sweep
 
 
-
 def _plt():
     import matplotlib
 
@@ -184,3 +183,17 @@ def full_runs(r: Result) -> dict[str, float]:
 
 def fewshot_seeds(r: Result) -> int:
     return len(r.exp.overrides.get("finetune.fewshot_seeds") or []) or 1
+
+
+def gain(a: tuple[float, float], b: tuple[float, float], seeds: int) -> tuple[float, float]:
+    """(mean of a - mean of b, the standard error of that difference) from two (mean, std) over ``seeds`` seeds."""
+    return a[0] - b[0], math.sqrt((a[1] ** 2 + b[1] ** 2) / max(seeds, 1))
+
+
+def clear(diff_se: tuple[float, float]) -> bool:
+    """A positive difference larger than its standard error."""
+    return diff_se[0] > 0 and diff_se[0] > diff_se[1]
+
+
+def gain_text(diff_se: tuple[float, float], k: int | str) -> str:
+    return f"{_fmt(diff_se[0], '+.3f')} ± {_fmt(diff_se[1])} at k = {k}"

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from reprotext.lecture.common import (Figures, _accuracies, _bars, _fmt, _missing, _plt, _source, opening,
-                                      _table, beyond_noise, fewshot, fewshot_seeds, full_runs, noise, setting, spread,
-                                      verdict)
+                                      _table, beyond_noise, clear, fewshot, fewshot_seeds, full_runs, gain, gain_text,
+                                      noise, setting, spread, verdict)
 from reprotext.lecture.plan import _value
 from reprotext.lecture.sweep import Result, Sweep, download, output_file
 from reprotext.tokenizer import UNK, Tokenizer
@@ -554,17 +554,18 @@ def word2vec(sweep: Sweep, figs: Figures, work: Path) -> list[str]:
     lines += _table(["embedding init", "all data", *(f"k={k}" for k in ks)],
                     [(name, _fmt(full[v]), *(f"{_fmt(curve[k][0])} ± {_fmt(curve[k][1])}" for k in ks))
                      for name, v, curve in (("word2vec", "scratch_train_init", w2v), ("random", "scratch_random", rnd))])
-    gains = {k: w2v[k][0] - rnd[k][0] for k in ks}
+    n = fewshot_seeds(b)
+    gains = {k: gain(w2v[k], rnd[k], n) for k in ks}
     gain_all = full["scratch_train_init"] - full["scratch_random"]
     k = ks[0]
-    agrees = gains[k] > 0 and gains[k] > gain_all
+    agrees = clear(gains[k]) and gains[k][0] > gain_all
     return lines + verdict(
         figs, "7. word2vec initialisation", agrees,
-        f"word2vec vectors (trained on the unlabelled text of both tasks) add {_fmt(gains[k], '+.3f')} target dev "
-        f"accuracy at k = {k} and " + ", ".join(f"{_fmt(gains[j], '+.3f')} at k = {j}" for j in ks[1:])
+        "word2vec vectors (trained on the unlabelled text of both tasks) against random ones, target dev accuracy "
+        f"(mean difference ± its standard error over {n} seeds): " + ", ".join(gain_text(gains[j], j) for j in ks)
         + f", against {_fmt(gain_all, '+.3f')} with all the training data: "
         + ("they help most where labels are fewest, as Turian, Ratinov & Bengio (2010) and Kim (2014) found."
-           if agrees else "not the pattern of Turian, Ratinov & Bengio (2010); with a few hundred documents of "
+           if agrees else "not clearly the pattern of Turian, Ratinov & Bengio (2010): with this little "
            "unlabelled text the vectors carry little that the labelled documents do not."))
 
 
@@ -639,17 +640,17 @@ def transfer(sweep: Sweep, figs: Figures) -> list[str]:
     tuned, scratch = few.get("pretrained", {}), few.get("scratch_train_init", {})
     ks = sorted(set(tuned) & set(scratch))
     if ks:
-        gains = {k: tuned[k][0] - scratch[k][0] for k in ks}
-        wins = [k for k in ks if gains[k] > 0]
-        agrees = len(wins) == len(ks)
+        n = fewshot_seeds(b)
+        gains = {k: gain(tuned[k], scratch[k], n) for k in ks}
+        agrees = all(clear(gains[k]) for k in ks)
         lines += verdict(figs, "8. Transfer from the source task", agrees,
-                         "The fine-tuned source model against the same model from scratch (word2vec init): "
-                         + ", ".join(f"{_fmt(gains[k], '+.3f')} at k = {k}" for k in ks)
+                         "The fine-tuned source model against the same model from scratch (word2vec init), target "
+                         f"dev accuracy (mean difference ± its standard error over {n} seeds): "
+                         + ", ".join(gain_text(gains[k], k) for k in ks)
                          + (f", {_fmt(runs['pretrained'] - runs['scratch_train_init'], '+.3f')} with all data"
                             if "pretrained" in runs and "scratch_train_init" in runs else "")
                          + ("." if agrees else
-                            f" (the few-shot std over seeds is up to {_fmt(max(v[1] for v in tuned.values()))}). The "
-                            "likely reason is the distance between the tasks (Mou et al. 2016): training on newsgroup "
+                            ". The likely reason is the distance between the tasks (Mou et al. 2016): training on newsgroup "
                             "topics did not bring the representation nearer to the newswire categories"
                             + (f" (zero-shot, the source encoder places target test documents by their label "
                                f"descriptions at {_fmt(zs_test['source_encoder'])} accuracy, word2vec at "

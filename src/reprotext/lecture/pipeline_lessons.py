@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import re
 
-from reprotext.lecture.common import (Figures, _bars, _fmt, _missing, _plt, _table, beyond_noise, fewshot,
-                                      fewshot_seeds, full_runs, noise, setting, spread, verdict)
+from reprotext.lecture.common import (Figures, _bars, _fmt, _missing, _plt, _table, beyond_noise, clear, fewshot,
+                                      fewshot_seeds, full_runs, gain, gain_text, noise, setting, spread, verdict)
 from reprotext.lecture.sweep import Result, Sweep
 
 def multitask(sweep: Sweep, figs: Figures) -> list[str]:
@@ -60,17 +60,21 @@ def multitask(sweep: Sweep, figs: Figures) -> list[str]:
     seeds = int(r.m(f"multitask/fewshot/k{k}/multitask/seeds", 1))
     std = max(r.m(f"multitask/fewshot/k{k}/{v}/accuracy_std", 0.0) for v in ("multitask", "single_task"))
     test_gain = rows["target test accuracy"][2] - rows["target test accuracy"][0]
-    agrees = multi > single and (seeds < 2 or multi - single > std)
+    diff = gain((multi, r.m(f"multitask/fewshot/k{k}/multitask/accuracy_std", 0.0)),
+                (single, r.m(f"multitask/fewshot/k{k}/single_task/accuracy_std", 0.0)), seeds)
+    agrees = clear(diff) if seeds > 1 else multi > single
     return lines + verdict(
         figs, "9. Multitask", agrees,
         f"At k = {k} the multitask model scores {_fmt(multi)} against single-task {_fmt(single)} "
-        f"({_fmt(multi - single, '+.3f')}; " + (f"mean over {seeds} seeds, std up to {_fmt(std)}" if seeds > 1 else
-                                                  "one seed") +
-        f"), and {_fmt(test_gain, '+.3f')} on the test split with all the target's labels"
+        + (f"({gain_text(diff, k).removesuffix(f' at k = {k}')}, the mean difference ± its standard error over "
+           f"{seeds} seeds; std up to {_fmt(std)})" if seeds > 1 else f"({_fmt(multi - single, '+.3f')}, one seed)")
+        + f", and {_fmt(test_gain, '+.3f')} on the test split with all the target's labels"
         + (": sharing helps the task short of labels." if agrees else
-           ": sharing did not help the task short of labels in this run; the likely reason is the "
-           f"{_fmt(r.m('multitask/tasks/source/sampling_probability'), '.0%')} of batches spent on the source task "
-           "within the same step budget, which a target with few examples cannot use."))
+           (": the mean favours multitask, but within its standard error: this many seeds cannot separate them."
+            if multi > single else
+            ": sharing did not help the task short of labels in this run; the likely reason is the "
+            f"{_fmt(r.m('multitask/tasks/source/sampling_probability'), '.0%')} of batches spent on the source "
+            "task within the same step budget, which a target with few examples cannot use.")))
 
 
 
@@ -149,16 +153,23 @@ def pretraining(sweep: Sweep, figs: Figures) -> list[str]:
     if not common:
         return lines + verdict(figs, "10. Pretraining pays with few labels", None,
                                "The lm experiment's finetune study lacks the language-model or word2vec few-shot runs.")
-    gains = {k: pre[k][0] - w2v[k][0] for k in common}
-    agrees = all(g > 0 for g in gains.values())
+    n = fewshot_seeds(lm)
+    gains = {k: gain(pre[k], w2v[k], n) for k in common}
+    unclear = [k for k in common if not clear(gains[k])]
+    why = ""
+    if unclear:
+        noisy = max(w2v[k][1] for k in unclear) >= max(pre[k][1] for k in unclear)
+        why = (f": not clearly at k = {', '.join(map(str, unclear))}, where the difference is within its standard "
+               f"error over {n} seeds. The likely reason: "
+               + (f"the Transformer from word2vec is unstable on so few documents (its accuracy varies by a std of "
+                  f"up to {_fmt(max(w2v[k][1] for k in unclear))} over seeds)." if noisy else
+                  f"the language model's budget, {_fmt(lm.m('pretrain/train_tokens'), ',.0f')} tokens, "
+                  f"{_fmt(lm.m('pretrain/train_tokens') / WIKITEXT103, '.1%')} of the 103 million that ULMFiT's "
+                  "language model read."))
     return lines + verdict(
-        figs, "10. Pretraining pays with few labels", agrees,
-        "The language-model-pretrained Transformer against the same one from word2vec: "
-        + ", ".join(f"{_fmt(gains[k], '+.3f')} at k = {k}" for k in common)
-        + f" (std over seeds up to {_fmt(max(v[1] for c in (pre, w2v) for v in c.values()))})"
-        + ("." if agrees else ": not at every label budget; the likely reason is the budget of the language model: "
-           f"{_fmt(lm.m('pretrain/train_tokens'), ',.0f')} tokens, {_fmt(lm.m('pretrain/train_tokens') / WIKITEXT103, '.1%')} "
-           "of the 103 million that ULMFiT's language model read."))
+        figs, "10. Pretraining pays with few labels", not unclear,
+        "The language-model-pretrained Transformer against the same one from word2vec (mean difference ± its "
+        f"standard error over {n} seeds): " + ", ".join(gain_text(gains[k], k) for k in common) + (why or "."))
 
 
 NGRAMS = {"baseline": "mean of the pieces", "tfidf": "TF-IDF-weighted pieces", "ngrams": "TF-IDF over pieces, words "

@@ -39,6 +39,14 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
              + (f", started {meta['started']}, {meta['seconds'] / 60:.1f} minutes wall time on {meta['cores']} CPU "
                 f"cores with {meta['jobs']} experiments at a time (threads each: {meta.get('threads', 'default')})." if meta.get("seconds")
                 else "."), ""]
+    here = {run for r in sweep.results.values() for run in r.ran.values()}
+    used = [run for r in sweep.results.values() for run in r.runs.values()]
+    earlier = sum(run not in here for run in used)
+    if used:
+        lines += [f"The experiments read {len(used)} stage results: {len(here)} stage runs of this sweep (the queued "
+                  f"experiments share the baseline's wherever their params and inputs agree) and {earlier} restored "
+                  "from DVC's run cache, computed by an earlier sweep with the same params, code and inputs. The wall "
+                  "time above is that of this sweep's own runs.", ""]
     lines += ["Each experiment is the pipeline (prepare → split → tokenize → embed → train → finetune → evaluate) with "
               "the overrides below, queued on top of the reproduced baseline: a stage whose params and inputs are the "
               "baseline's is not run again. Accuracy is on the source task (20 Newsgroups) unless said otherwise: dev at the epoch "

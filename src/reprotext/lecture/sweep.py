@@ -24,7 +24,7 @@ import yaml
 
 from reprotext.errors import ConfigError, ReprotextError
 from reprotext.lecture.plan import Experiment, Plan, _value
-from reprotext.tracking import EXPERIMENT, TAG_PARENT, redact, tracking_uri
+from reprotext.tracking import EXPERIMENT, TAG_PARENT, TAG_STAGE, redact, tracking_uri
 
 log = logging.getLogger(__name__)
 DONE = ("Success", "Failed")
@@ -191,6 +191,7 @@ class Result:
     parent_status: str = ""  # FINISHED once its last stage ran; FAILED when a stage failed
     metrics: dict[str, float] = field(default_factory=dict)  # the parent's: "<stage>/<key>"
     runs: dict[str, str] = field(default_factory=dict)  # stage -> the MLflow run that produced its outputs
+    ran: dict[str, str] = field(default_factory=dict)  # stage -> its run, for the stages run in this experiment
     train: dict[str, float] = field(default_factory=dict)  # the train run's own summary metrics
     history: pd.DataFrame | None = None  # the train run's per-epoch metrics (with time/elapsed_seconds)
     rev: str | None = None  # the experiment's git commit (refs/exps/...)
@@ -289,6 +290,9 @@ def collect(root: Path, sweep: str, plan: Plan, status: dict[str, str] | None = 
             res.metrics = {k: v for k, v in parent.data.metrics.items() if not math.isnan(v)}
             res.runs = {k.removeprefix("reprotext.run."): v for k, v in parent.data.tags.items()
                         if k.startswith("reprotext.run.")}
+            children = client.search_runs([experiment.experiment_id],
+                                          filter_string=f"tags.`mlflow.parentRunId` = '{res.parent}'")
+            res.ran = {c.data.tags[TAG_STAGE]: c.info.run_id for c in children if TAG_STAGE in c.data.tags}
             if "train" in res.runs:
                 train = client.get_run(res.runs["train"])
                 res.train = dict(train.data.metrics)

@@ -189,3 +189,23 @@ def test_the_ui_opens_on_the_training_runs(tmp_path, monkeypatch):
     exp = MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert ui_url("http://h:1", uri) == f"http://h:1/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+
+
+def test_git_commit_reports_a_dirty_tree_except_for_ignored_paths(tmp_path):
+    import subprocess
+
+    from reprotext.tracking import git_commit
+
+    git = ["git", "-c", "user.email=t@localhost", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "lecture.md").write_text("old\n")
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=tmp_path, check=True)
+    assert git_commit(tmp_path)[1] is False
+    (tmp_path / "reports" / "lecture.md").write_text("new\n")
+    assert git_commit(tmp_path)[1] is True
+    assert git_commit(tmp_path, ignore=["reports/lecture.md"])[1] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, ignore=["reports/lecture.md"])[1] is True

@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +98,14 @@ def redact(uri: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", uri)
 
 
-def git_commit(root: Path) -> tuple[str, bool]:
-    """(commit, dirty) of the repository at root; ("unknown", False) outside git."""
+def git_commit(root: Path, ignore: Sequence[str] = ()) -> tuple[str, bool]:
+    """(commit, dirty) of the repository at root, changes to the ``ignore`` paths aside; ("unknown", False) outside
+    git."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True).stdout.strip())
+        exclude = [f":(exclude){path}" for path in ignore]
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                                    cwd=root, capture_output=True, text=True).stdout.strip())
         return rev, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False

@@ -31,7 +31,7 @@ from reprotext.errors import ReprotextError
 from reprotext.lecture.plan import PLAN_FILE, load_plan
 from reprotext.lecture.report import write_report
 from reprotext.lecture.sweep import collect, run_sweep, threads
-from reprotext.tracking import project_root
+from reprotext.tracking import git_commit, project_root
 
 log = logging.getLogger("reprotext.lecture")
 REPORT = Path("reports/lecture.md")
@@ -65,11 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sweep_id = "lec-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             started = datetime.now(timezone.utc)
+            commit, dirty = git_commit(root, ignore=[p.relative_to(root).as_posix() for p in (report, figures)
+                                                     if p.is_relative_to(root)])  # its outputs are not its code
             t0 = time.monotonic()
             log.info("sweep %s: %d experiments (size %s) on %d workers", sweep_id, len(plan.experiments), size,
                      args.jobs or plan.jobs)
             status = run_sweep(root, plan, sweep_id, args.jobs or plan.jobs, args.timeout)
-            meta = {"sweep": sweep_id, "size": size, "started": started.isoformat(timespec="seconds"),
+            meta = {"sweep": sweep_id, "size": size, "commit": commit, "dirty": dirty,
+                    "started": started.isoformat(timespec="seconds"),
                     "seconds": round(time.monotonic() - t0, 1), "jobs": args.jobs or plan.jobs,
                     "cores": os.cpu_count(), "threads": threads(args.jobs or plan.jobs).get(
                         "OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "default")), "status": status}

@@ -30,8 +30,12 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
     for old in figures.glob("*.png"):
         old.unlink()
     figs = Figures(figures, report)
-    commit, dirty = git_commit(sweep.root)
     meta = sweep.meta
+    if "commit" in meta:  # the code the sweep ran, recorded when it started
+        commit, dirty = meta["commit"], bool(meta.get("dirty"))
+    else:  # a sweep that recorded none: the code the report is written from; its own outputs do not count
+        commit, dirty = git_commit(sweep.root, ignore=[p.relative_to(sweep.root).as_posix() for p in (report, figures)
+                                                       if p.is_relative_to(sweep.root)])
     lines = ["# The seminar, demonstrated", "",
              f"One sweep of queued DVC experiments (`make lecture`, size `{sweep.plan.size}`), every number read back "
              f"from MLflow (`{redact(sweep.uri).replace(str(sweep.root), '<repo>')}`). Sweep `{sweep.sweep}` on commit "

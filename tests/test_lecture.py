@@ -171,7 +171,8 @@ def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path
     assert "and 1 restored from DVC's run cache" in report.read_text()
     text = report.read_text()
     # the summary: one row per verdict, the yardstick of single runs from the baseline's seeds
-    assert "the baseline's test accuracy ranges over 0.070 across its 3 seeds" in text
+    assert ("the baseline's test accuracy ranges over 0.070 across its 3 seeds (train.seed; MLflow train runs "
+            "`train-run-baseline`, `train-run-baseline-seed1`, `train-run-baseline-seed2`).") in text
     assert "| 1. Overfitting and early stopping | agrees |" in text and "| 10. Pretraining" not in text
     verdicts = text.count("**Does this run agree?**")
     assert f"of {verdicts} agree." in text and verdicts >= 7

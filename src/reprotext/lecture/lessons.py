@@ -207,7 +207,7 @@ def dropout_batchnorm(sweep: Sweep, figs: Figures) -> list[str]:
               "epoch early stopping restored.", ""]
     lines += _table(["setting", "what", "dev accuracy", "test accuracy", "train-dev accuracy gap",
                      "dev-train loss gap", "restored epoch"], rows)
-    lines += figs.save(fig, "dropout_batchnorm", [(r, "train") for r in rs],
+    lines += figs.save(fig, "dropout_batchnorm", [(sweep[n], "train") for r in rs for n in seeds[r.exp.name].names],
                        "Dev and test accuracy (bars: the mean over seeds, dots: each seed), the train/dev gap, and dev "
                        "loss per epoch with dropout, DropConnect or batch norm switched on over a wide head.")
     if "dropout" not in seeds:

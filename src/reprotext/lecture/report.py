@@ -88,7 +88,8 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
               "Each section states the lesson, the setting in which the literature shows it, and ends with whether "
               "this run agrees (and if not, the most likely reason, with its number). "
               + (f"Single runs are compared against what the seed alone moves: the baseline's test accuracy ranges "
-                 f"over {_fmt(yard)} across its {spread(sweep, 'baseline').seeds} seeds (train.seed)."
+                 f"over {_fmt(yard)} across its {spread(sweep, 'baseline').seeds} seeds (train.seed; MLflow train runs "
+                 + ", ".join(f"`{sweep[n].runs.get('train', '?')}`" for n in spread(sweep, "baseline").names) + ")."
                  if not math.isnan(yard) else "This sweep ran the baseline with one seed: no yardstick for noise."), ""]
     word = {True: "agrees", False: "does not agree", None: "cannot tell"}
     lines += _table(["lesson", "this run"], [(section, word[agrees]) for section, agrees, _ in figs.verdicts])

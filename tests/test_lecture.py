@@ -174,6 +174,8 @@ def test_report_names_every_experiment_and_run_and_says_what_is_missing(tmp_path
     assert ("the baseline's test accuracy ranges over 0.070 across its 3 seeds (train.seed; MLflow train runs "
             "`train-run-baseline`, `train-run-baseline-seed1`, `train-run-baseline-seed2`).") in text
     assert "| 1. Overfitting and early stopping | agrees |" in text and "| 10. Pretraining" not in text
+    # equal word-similarity scores: skip-gram is not ahead of CBOW, and the verdict says so
+    assert "| 7. Skip-gram against CBOW | does not agree |" in text
     verdicts = text.count("**Does this run agree?**")
     assert f"of {verdicts} agree." in text and verdicts >= 7
     assert "## 6. BPE against whole words" in text and "`words` (not in size test)" in text

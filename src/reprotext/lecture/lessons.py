@@ -519,6 +519,14 @@ def word2vec(sweep: Sweep, figs: Figures, work: Path) -> list[str]:
                           _fmt(_accuracies(r)[1])) for n, r in (("skip-gram", b), ("CBOW", c))])
         lines += figs.save(fig, "skipgram_cbow", [(b, "embed"), (c, "embed")],
                            "Word-similarity correlation and downstream accuracy of skip-gram and CBOW vectors.")
+        rho = {s: (b.m(f"embed/{s}/spearman"), c.m(f"embed/{s}/spearman")) for s in sims}
+        ahead = bool(rho) and all(sg > cb for sg, cb in rho.values())
+        lines += verdict(figs, "7. Skip-gram against CBOW", ahead,
+                         "Spearman ρ with human similarity ratings, skip-gram against CBOW: "
+                         + ", ".join(f"{_fmt(sg)} against {_fmt(cb)} ({s})" for s, (sg, cb) in rho.items())
+                         + (", as Mikolov et al. (2013) found for semantic similarity." if ahead else
+                            ": not the order Mikolov et al. (2013) found; with this little text neither set of "
+                            "vectors is far from chance (ρ near 0)."))
     else:
         lines += _missing(sweep, ["cbow"])
     if sweep.ok("random-init"):

@@ -281,6 +281,15 @@ def test_seed_spread_is_the_yardstick_of_single_runs(tmp_path):
     assert math.isnan(noise(_sweep(tmp_path, {"baseline": _result("baseline", {}, 0.7)})))
 
 
+def test_few_shot_seeds_are_read_from_what_the_stage_recorded():
+    from reprotext.lecture.common import fewshot_seeds
+
+    r = _result("baseline", {"finetune.fewshot_seeds": [0, 1, 2]}, 0.7)
+    assert fewshot_seeds(r) == 3  # nothing recorded: as the experiment asked
+    r.metrics |= {"finetune/fewshot/k1/pretrained/seeds": 2.0, "finetune/fewshot/k5/pretrained/seeds": 2.0}
+    assert fewshot_seeds(r) == 2
+
+
 def test_verdicts_are_collected_for_the_summary(tmp_path):
     figs = Figures(tmp_path / "fig", tmp_path / "r.md")
     assert verdict(figs, "1. X", True, "It did.") == ["**Does this run agree?** Agrees. It did.", ""]

@@ -182,7 +182,10 @@ def full_runs(r: Result) -> dict[str, float]:
 
 
 def fewshot_seeds(r: Result) -> int:
-    return len(r.exp.overrides.get("finetune.fewshot_seeds") or []) or 1
+    """How many seeds the finetune stage's few-shot means are over: as it recorded them (its ``seeds`` metric),
+    else as the experiment asked."""
+    recorded = [v for k, v in r.metrics.items() if re.fullmatch(r"finetune/fewshot/k\d+/[^/]+/seeds", k)]
+    return int(min(recorded)) if recorded else len(r.exp.overrides.get("finetune.fewshot_seeds") or []) or 1
 
 
 def gain(a: tuple[float, float], b: tuple[float, float], seeds: int) -> tuple[float, float]:

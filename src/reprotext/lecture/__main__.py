@@ -29,9 +29,9 @@ import yaml
 
 from reprotext.errors import ReprotextError
 from reprotext.lecture.plan import PLAN_FILE, load_plan
-from reprotext.lecture.report import write_report
+from reprotext.lecture.report import code_commit, write_report
 from reprotext.lecture.sweep import collect, run_sweep, threads
-from reprotext.tracking import git_commit, project_root
+from reprotext.tracking import project_root
 
 log = logging.getLogger("reprotext.lecture")
 REPORT = Path("reports/lecture.md")
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sweep_id = "lec-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             started = datetime.now(timezone.utc)
-            commit, dirty = git_commit(root, ignore=[p.relative_to(root).as_posix() for p in (report, figures)
-                                                     if p.is_relative_to(root)])  # its outputs are not its code
+            commit, dirty = code_commit(root, report, figures)
             t0 = time.monotonic()
             log.info("sweep %s: %d experiments (size %s) on %d workers", sweep_id, len(plan.experiments), size,
                      args.jobs or plan.jobs)

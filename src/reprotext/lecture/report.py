@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,11 @@ LESSONS: tuple[Callable, ...] = (overfitting, regularisers, dropout_batchnorm, g
 LATER: tuple[Callable, ...] = (transfer, multitask, pretraining, ngrams, retrieval)  # after the two that read artefacts
 
 
+def code_commit(root: Path, report: Path, figures: Path) -> tuple[str, bool]:
+    """(commit, dirty) of the code at ``root``: the report and its figures are the sweep's outputs, not its code."""
+    return git_commit(root, ignore=[p.relative_to(root).as_posix() for p in (report, figures) if p.is_relative_to(root)])
+
+
 def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
     """Write ``report`` (markdown) and its figures under ``figures``."""
     for old in figures.glob("*.png"):
@@ -33,9 +39,8 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
     meta = sweep.meta
     if "commit" in meta:  # the code the sweep ran, recorded when it started
         commit, dirty = meta["commit"], bool(meta.get("dirty"))
-    else:  # a sweep that recorded none: the code the report is written from; its own outputs do not count
-        commit, dirty = git_commit(sweep.root, ignore=[p.relative_to(sweep.root).as_posix() for p in (report, figures)
-                                                       if p.is_relative_to(sweep.root)])
+    else:  # a sweep that recorded none: the code the report is written from
+        commit, dirty = code_commit(sweep.root, report, figures)
     lines = ["# The seminar, demonstrated", "",
              f"One sweep of queued DVC experiments (`make lecture`, size `{sweep.plan.size}`), every number read back "
              f"from MLflow (`{redact(sweep.uri).replace(str(sweep.root), '<repo>')}`). Sweep `{sweep.sweep}` on commit "
@@ -77,12 +82,12 @@ def write_report(sweep: Sweep, report: Path, figures: Path) -> None:
     sections: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for lesson in LESSONS:
-            sections += lesson(sweep, figs)
-        sections += tokenizers(sweep, figs, work)
-        sections += word2vec(sweep, figs, work)
-        for lesson in LATER:
-            sections += lesson(sweep, figs)
+        for lesson in (*LESSONS, partial(tokenizers, work=work), partial(word2vec, work=work), *LATER):
+            before = len(figs.verdicts)
+            part = lesson(sweep, figs)
+            if len(figs.verdicts) == before:  # a section that could not be shown still gets its row
+                figs.verdicts.append((part[0].lstrip("# "), None, "Not shown."))
+            sections += part
     yard = noise(sweep)
     lines += ["## Which lessons this run shows", "",
               "Each section states the lesson, the setting in which the literature shows it, and ends with whether "

@@ -37,8 +37,10 @@ def main() -> None:
         train_ds, dev_ds, labels = load_task(Path(args.splits), Path(args.tokens), tok.sha256, cfg.max_len)
         vectors = embeddings.load(args.embeddings, tok.sha256)
         seed_everything(cfg.seed)  # the new weights (head, random embeddings) repeat for a seed
-        # A bag's word starts, IDF and counted n-gram table come from the tokenizer and the training text only.
-        options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train_ds))
+        # A bag's word starts, IDF and counted n-gram table come from the tokenizer and the training split only
+        # (with nb_weights, its labels too).
+        options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train_ds),
+                                            train_ds.labels, len(labels))
         config = ModelConfig(model=cfg.model, vocab_size=tok.vocab_size, embedding_dim=vectors.shape[1],
                              labels=tuple(labels), hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, max_len=cfg.max_len,
                              tokenizer_sha256=tok.sha256, dropconnect=cfg.dropconnect, batch_norm=cfg.batch_norm,

@@ -239,3 +239,37 @@ def test_document_frequencies_count_each_document_once():
     h[::2] = h[1::2]  # many repeats, within and across documents
     expected = torch.unique(torch.stack([doc, h]), dim=1)[1]
     assert torch.equal(torch.sort(_distinct_per_document(doc, h)).values, torch.sort(expected).values)
+
+
+def test_nb_weights_are_the_naive_bayes_log_count_ratio_times_the_idf():
+    """Two classes: each feature's IDF times |r|, r NBSVM's log-count ratio over binarised counts (alpha 1)."""
+    docs = [[6, 7, 7, 8], [6, 7, 11, 0], [12, 12, 11, 0], [12, 8, 11, 0]]  # "new york" in class 0, "the big" in 1
+    y = [0, 0, 1, 1]
+    batches = [torch.tensor(docs[:3]), torch.tensor(docs[3:])]  # labels follow the documents across batches
+    plain = bag_statistics({"pooling": "tfidf"}, PIECES, batches)[1]["idf"]
+    _, stats = bag_statistics({"pooling": "tfidf", "nb_weights": True}, PIECES, iter(batches), y, 2)
+    present = np.zeros((4, V))
+    for i, d in enumerate(docs):
+        present[i, [t for t in d if t]] = 1  # binarised: each document counts a feature once
+    p, q = 1 + present[:2].sum(0), 1 + present[2:].sum(0)
+    r = np.log(p / p.sum()) - np.log(q / q.sum())
+    np.testing.assert_allclose(stats["idf"].numpy(), plain.numpy() * np.abs(r), rtol=1e-5)
+    assert stats["idf"][7] > stats["idf"][8]  # "york" (class 0 only, twice) tells more than "is" (once in each)
+    with pytest.raises(ValueError, match="labels"):
+        bag_statistics({"pooling": "tfidf", "nb_weights": True}, PIECES, batches)
+
+
+def test_nb_ratio_takes_the_class_a_feature_tells_best_and_counts_ngram_rows():
+    from reprotext.models.ngrams import class_document_frequency, nb_ratio
+
+    docs = [torch.tensor([[6, 7, 8], [6, 7, 0], [11, 12, 0], [8, 12, 0], [6, 7, 12], [11, 8, 0]])]
+    y = [0, 0, 1, 1, 2, 2]
+    options, stats = bag_statistics({"pooling": "tfidf", "word_ngrams": 2, "min_count": 2, "nb_weights": True},
+                                    PIECES, docs, y, 3)
+    counts = class_document_frequency(docs, y, 3, V + options["rows"], WS, 1, 2, keys=stats["keys"])
+    assert counts[:, 6].tolist() == [2, 0, 1] and counts.sum().item() > counts[:, :V].sum().item()  # n-gram rows too
+    one_vs_rest = [abs(np.log((1 + counts[c] / 1) / (1 + counts[c]).sum()) -
+                       np.log((1 + counts.sum(0) - counts[c]) / (1 + counts.sum(0) - counts[c]).sum())) for c in range(3)]
+    np.testing.assert_allclose(nb_ratio(counts).numpy(), np.max(np.stack(one_vs_rest), 0), rtol=1e-5)
+    with pytest.raises(ValueError, match="labels for"):
+        class_document_frequency(docs, y[:4], 3, V, WS, 1, 0)

@@ -180,6 +180,7 @@ class BagOptions(_Section):
     buckets: int = Field(262_144, ge=0)  # hash table of the n-gram features (min_count 0)
     min_count: int = Field(2, ge=0)  # >= 1: one row per n-gram in at least this many training documents, no hashing
     sparse: bool = True  # sparse gradients for the tables (SparseAdam / SGD): a step touches only the batch's rows
+    nb_weights: bool = True  # tfidf pooling's weights x each feature's Naive Bayes log-count ratio (training labels)
 
     @model_validator(mode="after")
     def _hashable(self) -> "BagOptions":

@@ -9,7 +9,10 @@ Pooling:
 - ``mean`` / ``max`` over every feature occurrence (the classic bag);
 - ``tfidf``: each distinct feature weighted (1 + log tf) * idf, the document L2-normalised,
   the IDF counted over the training documents (``bag_statistics``): the weighting that makes
-  TF-IDF + a linear model hard to beat, learned end to end over dense vectors;
+  TF-IDF + a linear model hard to beat, learned end to end over dense vectors. With ``nb_weights``
+  the IDF is multiplied by the feature's Naive Bayes log-count ratio over the training labels
+  (Wang & Manning 2012's NBSVM, one class against the rest): features that tell the classes apart
+  weigh more, and words every class uses weigh less, before any training;
 - ``attention``: a learned softmax over the document's distinct features (Yang et al. 2016's
   attention pooling, without the recurrent layer), for a bag that chooses its own weights.
 
@@ -19,14 +22,15 @@ table costs no more per step than a 10k one, where dense Adam updates every row 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from reprotext.errors import ArtifactError
-from reprotext.models.ngrams import count_ngrams, document_frequency, ngram_features, smooth_idf, weighted_bags
+from reprotext.models.ngrams import (class_document_frequency, count_ngrams, document_frequency, nb_ratio,
+                                     ngram_features, smooth_idf, weighted_bags)
 from reprotext.models.pooling import masked_max, masked_mean
 from reprotext.tokenizer import PAD
 
@@ -37,7 +41,7 @@ class BagEncoder(nn.Module):
     """Pooled piece and hashed n-gram embeddings; ids (B, T) -> (B, D), D the embedding dim."""
 
     def __init__(self, embedding: nn.Embedding, pooling: str = "mean", piece_ngrams: int = 1, word_ngrams: int = 0,
-                 buckets: int = 0, sparse: bool = False, min_count: int = 0, rows: int = 0):
+                 buckets: int = 0, sparse: bool = False, min_count: int = 0, rows: int = 0, nb_weights: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"bag pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -45,7 +49,7 @@ class BagEncoder(nn.Module):
             raise ValueError(f"piece_ngrams {piece_ngrams} / word_ngrams {word_ngrams} need buckets > 0 "
                              "to hash the n-grams into, or min_count >= 1 for a counted vocabulary")
         self.embedding = embedding
-        self.pooling, self.sparse = pooling, sparse
+        self.pooling, self.sparse, self.nb_weights = pooling, sparse, nb_weights
         self.piece_ngrams, self.word_ngrams = piece_ngrams, word_ngrams
         self.out_dim = embedding.embedding_dim
         vocab = embedding.num_embeddings
@@ -156,16 +160,24 @@ class BagEncoder(nn.Module):
         return [self.embedding.weight] + ([self.ngrams.weight] if self.ngrams is not None else [])
 
 
-def bag_statistics(options: dict, pieces: list[str], documents: Iterable[torch.Tensor]) -> tuple[dict, dict]:
+def bag_statistics(options: dict, pieces: list[str], documents: Iterable[torch.Tensor],
+                   labels: Sequence[int] | None = None, n_classes: int = 0) -> tuple[dict, dict]:
     """What a bag with ``options`` needs from its tokenizer and training text, before it is built.
 
     Returns (the options completed with the table size a counted vocabulary decides, the buffers for
     ``BagEncoder.load_statistics``): the word-start flags of the pieces; with ``min_count`` >= 1 the
     sorted hashes of the n-grams in at least that many documents; with tfidf pooling the smoothed IDF
-    of every feature (scikit-learn's). ``documents``: batches of (B, T) piece ids of the training split.
+    of every feature (scikit-learn's), with ``nb_weights`` times its Naive Bayes ratio over ``labels``
+    (class indices < ``n_classes``, one per document). ``documents``: batches of (B, T) piece ids of the
+    training split, in the order of ``labels``.
     """
     pooling, piece_n, word_n = options.get("pooling", "mean"), options.get("piece_ngrams", 1), options.get("word_ngrams", 0)
     buckets, min_count = options.get("buckets", 0), options.get("min_count", 0)
+    nb = bool(options.get("nb_weights")) and pooling == "tfidf"
+    if nb:
+        if labels is None or n_classes < 1:
+            raise ValueError("bag nb_weights need the training documents' labels")
+        documents = list(documents)  # a second pass counts the features per class
     ws = word_starts(pieces)
     stats: dict[str, torch.Tensor] = {"word_start": ws}
     grams = piece_n > 1 or word_n > 0
@@ -179,6 +191,11 @@ def bag_statistics(options: dict, pieces: list[str], documents: Iterable[torch.T
     elif pooling == "tfidf":
         df, n_docs = document_frequency(documents, ws, piece_n, word_n, buckets)
         stats["idf"] = smooth_idf(df, n_docs)
+    if nb:
+        counted = grams and min_count >= 1
+        class_df = class_document_frequency(documents, labels, n_classes, stats["idf"].numel(), ws, piece_n, word_n,
+                                            0 if counted else buckets, stats["keys"] if counted else None)
+        stats["idf"] = stats["idf"] * nb_ratio(class_df)
     return options, stats
 
 

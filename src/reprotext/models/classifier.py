@@ -107,17 +107,18 @@ class Classifier(nn.Module):
         return get() if get is not None else []
 
 
-def encoder_statistics(model: str, options: dict, pieces: Sequence[str],
-                       documents: Iterable[torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+def encoder_statistics(model: str, options: dict, pieces: Sequence[str], documents: Iterable[torch.Tensor],
+                       labels: Sequence[int] | None = None, n_classes: int = 0) -> tuple[dict, dict[str, torch.Tensor]]:
     """What an encoder needs from its tokenizer and the training text, computed before the model is built.
 
     Returns (the encoder options, completed where the statistics decide a size, e.g. a bag's counted
     n-gram table; the buffers for ``load_statistics``). Nothing for encoders without statistics.
-    ``documents``: batches of (B, T) piece ids of the training text.
+    ``documents``: batches of (B, T) piece ids of the training text; ``labels`` their class indices (for
+    statistics that weigh features by the labels, a bag's ``nb_weights``).
     """
     if model != "bag":
         return options, {}
-    return bag_statistics(options, list(pieces), documents)
+    return bag_statistics(options, list(pieces), documents, labels, n_classes)
 
 
 def load_statistics(model: Classifier, stats: dict[str, torch.Tensor]) -> None:

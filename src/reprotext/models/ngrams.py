@@ -16,7 +16,7 @@ exported model takes plain piece ids.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -190,6 +190,40 @@ def document_frequency(batches: Iterable[torch.Tensor], word_start: torch.Tensor
         df.index_add_(0, f, torch.ones_like(f, dtype=df.dtype))
         n_docs += ids.shape[0]
     return df, n_docs
+
+
+def class_document_frequency(batches: Iterable[torch.Tensor], labels: Sequence[int], n_classes: int, n_features: int,
+                             word_start: torch.Tensor, piece_n: int, word_n: int, buckets: int = 0,
+                             keys: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, F) document frequency of every feature id in the documents of each class.
+
+    ``batches``: (B, T) piece ids of the documents in order, ``labels`` their class indices; the features are
+    ``ngram_features``' (pieces, then the counted ``keys`` or the ``buckets``).
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    df = torch.zeros(n_classes, n_features)
+    start = 0
+    for ids in batches:
+        y = labels[start:start + ids.shape[0]]
+        if len(y) != ids.shape[0]:
+            raise ValueError(f"{len(labels)} labels for more documents than that: one label per document")
+        f, _, d = weighted_bags(*ngram_features(ids, word_start, piece_n, word_n, buckets, keys), None)
+        df.index_put_((y[d], f), torch.ones(f.numel()), accumulate=True)
+        start += ids.shape[0]
+    if start != len(labels):
+        raise ValueError(f"{len(labels)} labels for {start} documents")
+    return df
+
+
+def nb_ratio(class_df: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """(F,) how strongly each feature tells a class from the others: max over classes c of |r_c|, with
+    r_c = log((a + df_c) / |a + df_c|_1) - log((a + df_not_c) / |a + df_not_c|_1) the Naive Bayes log-count
+    ratio of Wang & Manning 2012 (NBSVM), one class against the rest. Two classes: NBSVM's |r|.
+    """
+    own = class_df + alpha  # (C, F)
+    rest = class_df.sum(0, keepdim=True) - class_df + alpha
+    r = torch.log(own / own.sum(1, keepdim=True)) - torch.log(rest / rest.sum(1, keepdim=True))
+    return r.abs().amax(0)
 
 
 def smooth_idf(df: torch.Tensor, n_docs: int) -> torch.Tensor:

@@ -259,17 +259,23 @@ def test_nb_weights_are_the_naive_bayes_log_count_ratio_times_the_idf():
         bag_statistics({"pooling": "tfidf", "nb_weights": True}, PIECES, batches)
 
 
-def test_nb_ratio_takes_the_class_a_feature_tells_best_and_counts_ngram_rows():
+def test_nb_ratio_takes_the_class_a_feature_tells_best_and_counts_ngram_rows(monkeypatch):
+    from reprotext.models import ngrams
     from reprotext.models.ngrams import class_document_frequency, nb_ratio
 
     docs = [torch.tensor([[6, 7, 8], [6, 7, 0], [11, 12, 0], [8, 12, 0], [6, 7, 12], [11, 8, 0]])]
     y = [0, 0, 1, 1, 2, 2]
     options, stats = bag_statistics({"pooling": "tfidf", "word_ngrams": 2, "min_count": 2, "nb_weights": True},
                                     PIECES, docs, y, 3)
-    counts = class_document_frequency(docs, y, 3, V + options["rows"], WS, 1, 2, keys=stats["keys"])
+    counts = class_document_frequency(docs, y, 3, V + options["rows"], WS, 1, 2, keys=stats["keys"]).to_dense()
     assert counts[:, 6].tolist() == [2, 0, 1] and counts.sum().item() > counts[:, :V].sum().item()  # n-gram rows too
     one_vs_rest = [abs(np.log((1 + counts[c] / 1) / (1 + counts[c]).sum()) -
                        np.log((1 + counts.sum(0) - counts[c]) / (1 + counts.sum(0) - counts[c]).sum())) for c in range(3)]
     np.testing.assert_allclose(nb_ratio(counts).numpy(), np.max(np.stack(one_vs_rest), 0), rtol=1e-5)
+    assert torch.equal(nb_ratio(counts, chunk=1), nb_ratio(counts))  # one class at a time: the same weights
+    monkeypatch.setattr(ngrams, "_MERGE_PAIRS", 1)  # fold the counts after every batch: the same counts
+    one_by_one = [d.unsqueeze(0) for d in docs[0]]
+    assert torch.equal(class_document_frequency(one_by_one, y, 3, V + options["rows"], WS, 1, 2,
+                                                keys=stats["keys"]).to_dense(), counts)
     with pytest.raises(ValueError, match="labels for"):
         class_document_frequency(docs, y[:4], 3, V, WS, 1, 0)

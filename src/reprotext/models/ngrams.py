@@ -192,38 +192,73 @@ def document_frequency(batches: Iterable[torch.Tensor], word_start: torch.Tensor
     return df, n_docs
 
 
+_MERGE_PAIRS = 1 << 20  # class_document_frequency folds its pending (class, feature) keys into counts past this
+
+
 def class_document_frequency(batches: Iterable[torch.Tensor], labels: Sequence[int], n_classes: int, n_features: int,
                              word_start: torch.Tensor, piece_n: int, word_n: int, buckets: int = 0,
                              keys: torch.Tensor | None = None) -> torch.Tensor:
-    """(C, F) document frequency of every feature id in the documents of each class.
+    """(C, F) document frequency of every feature id in the documents of each class, a sparse COO tensor.
 
     ``batches``: (B, T) piece ids of the documents in order, ``labels`` their class indices; the features are
-    ``ngram_features``' (pieces, then the counted ``keys`` or the ``buckets``).
+    ``ngram_features``' (pieces, then the counted ``keys`` or the ``buckets``). Sparse, because a dense (C, F)
+    table of a corpus with many classes and millions of n-grams would not fit in memory (1,000 classes x
+    3M n-grams: 12 GB); it holds only the (class, feature) pairs that occur.
     """
     labels = torch.as_tensor(labels, dtype=torch.long)
-    df = torch.zeros(n_classes, n_features)
+    pairs, counts = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64)
+    pending: list[torch.Tensor] = []
     start = 0
+
+    def merge() -> tuple[torch.Tensor, torch.Tensor]:
+        keys_ = torch.cat([pairs, *pending])
+        weights = torch.cat([counts, torch.ones(sum(p.numel() for p in pending), dtype=torch.float64)])
+        merged, inverse = torch.unique(keys_, return_inverse=True)
+        return merged, torch.zeros(merged.numel(), dtype=torch.float64).index_add_(0, inverse, weights)
+
     for ids in batches:
         y = labels[start:start + ids.shape[0]]
         if len(y) != ids.shape[0]:
             raise ValueError(f"{len(labels)} labels for more documents than that: one label per document")
         f, _, d = weighted_bags(*ngram_features(ids, word_start, piece_n, word_n, buckets, keys), None)
-        df.index_put_((y[d], f), torch.ones(f.numel()), accumulate=True)
+        pending.append(y[d] * n_features + f)  # each (document, feature) once: its class and feature as one key
         start += ids.shape[0]
+        if sum(p.numel() for p in pending) > 4 * max(pairs.numel(), _MERGE_PAIRS):  # memory: the distinct pairs
+            pairs, counts = merge()
+            pending = []
     if start != len(labels):
         raise ValueError(f"{len(labels)} labels for {start} documents")
-    return df
+    pairs, counts = merge()
+    return torch.sparse_coo_tensor(torch.stack([pairs // n_features, pairs % n_features]), counts,
+                                   (n_classes, n_features), is_coalesced=True, check_invariants=True)
 
 
-def nb_ratio(class_df: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def nb_ratio(class_df: torch.Tensor, alpha: float = 1.0, chunk: int = 1 << 24) -> torch.Tensor:
     """(F,) how strongly each feature tells a class from the others: max over classes c of |r_c|, with
     r_c = log((a + df_c) / |a + df_c|_1) - log((a + df_not_c) / |a + df_not_c|_1) the Naive Bayes log-count
     ratio of Wang & Manning 2012 (NBSVM), one class against the rest. Two classes: NBSVM's |r|.
+
+    ``class_df``: (C, F) counts, dense or sparse; computed a few classes at a time (at most ``chunk`` cells),
+    in float64, so memory stays O(F) whatever the number of classes.
     """
-    own = class_df + alpha  # (C, F)
-    rest = class_df.sum(0, keepdim=True) - class_df + alpha
-    r = torch.log(own / own.sum(1, keepdim=True)) - torch.log(rest / rest.sum(1, keepdim=True))
-    return r.abs().amax(0)
+    class_df = class_df.coalesce() if class_df.is_sparse else class_df.to_sparse()
+    C, F = class_df.shape
+    rows, cols = class_df.indices()
+    counts = class_df.values().double()
+    total = torch.zeros(F, dtype=torch.float64).index_add_(0, cols, counts)  # df over all classes
+    per_class = torch.zeros(C, dtype=torch.float64).index_add_(0, rows, counts)
+    norm_own = alpha * F + per_class  # |a + df_c|_1
+    norm_rest = alpha * F + per_class.sum() - per_class  # |a + df_not_c|_1
+    best = torch.zeros(F, dtype=torch.float64)
+    step = max(1, chunk // max(F, 1))
+    for lo in range(0, C, step):
+        hi = min(C, lo + step)
+        sel = (rows >= lo) & (rows < hi)
+        dense = torch.zeros(hi - lo, F, dtype=torch.float64).index_put_((rows[sel] - lo, cols[sel]), counts[sel])
+        r = (torch.log((dense + alpha) / norm_own[lo:hi, None])
+             - torch.log((total - dense + alpha) / norm_rest[lo:hi, None]))
+        best = torch.maximum(best, r.abs().amax(0))
+    return best.float()
 
 
 def smooth_idf(df: torch.Tensor, n_docs: int) -> torch.Tensor:

@@ -270,6 +270,8 @@ class Accuracy:
         name = max(results, key=lambda n: results[n][1]["dev"]["accuracy"])
         i, _, run = results[name]
         choice["chosen"] = name
+        if key == "20ng":  # every later dataset runs 20NG's choice, even if a later 20NG stage fails
+            self.b.best_train = candidates[name]
         pipe.params = merge(pipe.params, {"train": candidates[name]})
         pipe.write_params(pipe.params, pipe.work / "params.yaml")
         (pipe.work / f"models/train-cand{i}").rename(pipe.work / "models/train")
@@ -301,7 +303,6 @@ class Accuracy:
         if key == "20ng":
             pipe = self.pipeline("20ng", "builtin:20newsgroups", "builtin:reuters-r8", {}, {})
             name, times = self.run_choosing(pipe, "20ng", m.candidates)
-            self.b.best_train = m.candidates[name]
             self.ours("20ng", "source", pipe, times, SOURCE_STAGES,
                       f"{name}; stages prepare..train + evaluate")
             self.ours("r8", "target", pipe, times, STAGES, f"{name}, fine-tuned from 20NG; all {len(STAGES)} stages")

@@ -72,7 +72,8 @@ def run_encoder(name: str, cfg: TrainConfig, root: Path) -> dict:
     train, dev, labels = load_task(root / "data/split/source", root / "data/tokens/source", tok.sha256, cfg.max_len)
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
-    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train),
+                                        train.labels, len(labels))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
                          cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     model = Classifier(config, vectors if cfg.embeddings == "pretrained" else None, cfg.freeze_embeddings)
@@ -158,7 +159,8 @@ def overhead(cfg: TrainConfig, root: Path, steps: int, repeats: int) -> dict:
                for s in range(0, min(len(order), steps * cfg.batch_size), cfg.batch_size)]
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
     seed_everything(cfg.seed)
-    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train),
+                                        train.labels, len(labels))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
                          cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     initial = Classifier(config, vectors)
@@ -201,7 +203,8 @@ def bag_vs_fasttext(cfg: TrainConfig, root: Path, repeats: int) -> dict:
     order = list(EpochShuffleSampler(len(train), cfg.seed))
     batches = [collate([train[i] for i in order[s: s + cfg.batch_size]]) for s in range(0, len(order), cfg.batch_size)]
     vectors = embeddings.load(root / "models/embeddings", tok.sha256)
-    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train))
+    options, stats = encoder_statistics(cfg.model, cfg.encoder_options(), tok.pieces(), id_batches(train),
+                                        train.labels, len(labels))
     config = ModelConfig(cfg.model, tok.vocab_size, vectors.shape[1], tuple(labels), cfg.hidden_dim, cfg.dropout,
                          cfg.max_len, tok.sha256, cfg.dropconnect, cfg.batch_norm, options)
     settings = replace(FitSettings.from_config(cfg), progress_bar=False)

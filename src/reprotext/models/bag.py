@@ -177,7 +177,8 @@ def bag_statistics(options: dict, pieces: list[str], documents: Iterable[torch.T
     if nb:
         if labels is None or n_classes < 1:
             raise ValueError("bag nb_weights need the training documents' labels")
-        documents = list(documents)  # a second pass counts the features per class
+        if iter(documents) is documents:  # a one-pass iterator: keep its batches for the second pass
+            documents = list(documents)
     ws = word_starts(pieces)
     stats: dict[str, torch.Tensor] = {"word_start": ws}
     grams = piece_n > 1 or word_n > 0

@@ -44,10 +44,21 @@ def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(out), torch.tensor([y for _, y in batch], dtype=torch.long)
 
 
-def id_batches(dataset: TokenDataset, batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """The dataset's documents in order as padded (B, T) id batches (e.g. to count statistics over)."""
-    for start in range(0, len(dataset), batch_size):
-        yield collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])[0]
+class IdBatches:
+    """The dataset's documents in order as padded (B, T) id batches, built afresh on every pass (not held)."""
+
+    def __init__(self, dataset: TokenDataset, batch_size: int = 256):
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self.dataset), self.batch_size):
+            yield collate([self.dataset[i] for i in range(start, min(len(self.dataset), start + self.batch_size))])[0]
+
+
+def id_batches(dataset: TokenDataset, batch_size: int = 256) -> IdBatches:
+    """The dataset's documents in order as padded (B, T) id batches (e.g. to count statistics over); iterable
+    more than once, so statistics that need two passes do not hold every batch in memory."""
+    return IdBatches(dataset, batch_size)
 
 
 def encode_labels(labels: Sequence[str], known: Sequence[str], where: str) -> list[int]:

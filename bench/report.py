@@ -135,7 +135,8 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
         what = "Our configuration" if key == "20ng" else f"On {NAMES[key]}, 20NG's choice against its own candidates"
         lines.append(f"{what}, chosen on {NAMES[key]} dev accuracy: **" + choice["chosen"] + "** (candidates: " +
                      "; ".join(f"{n}: dev {100 * c['dev_accuracy']:.2f}% in {c['epochs_run']} epochs, {c['seconds']:.0f} s"
-                               for n, c in choice["candidates"].items()) + ").")
+                               for n, c in choice["candidates"].items()) + ")"
+                     + (f"; the rule: {choice['rule']}." if choice.get("rule") else "."))
         lines.append("")
     lines += ["| dataset | system | kind | test acc % | test macro-F1 | dev acc % | wall s | config / note |",
               "|---|---|---|---:|---:|---:|---:|---|"]
@@ -323,6 +324,8 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
                 if kept:
                     b.notes["scaling"] = [f"(kept from the run of {when}) {n}"
                                           for n in previous.get("notes", {}).get("scaling", [])]
+            if name == "accuracy":
+                keep_other_datasets(b, res, previous, provenance.get("accuracy", {}))
             continue
         setattr(b, name, read_csv(res / RESULTS[name]))
         b.notes[name] = list(previous.get("notes", {}).get(name, []))
@@ -330,6 +333,27 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
             b.choice = previous.get("choice", {})
             b.stage_times = previous.get("stage_times", {})
     return provenance
+
+
+def keep_other_datasets(b: Bench, res: Path, previous: dict, earlier: dict) -> None:
+    """An accuracy run of some datasets keeps the earlier rows, choice and stage times of the others.
+
+    R8 is fine-tuned from 20NG's model, so it goes with 20NG. The kept rows are marked in their config
+    column with the date of the run that measured them, and a note says which datasets were kept.
+    """
+    ran = set(b.mode.datasets) | ({"r8"} if "20ng" in b.mode.datasets else set())
+    when = earlier.get("date", "an earlier run")
+    kept = [r if str(r.get("config") or "").startswith("(measured ")  # kept before: its own date stays
+            else {**r, "config": f"(measured {when}) {r.get('config') or ''}".strip()}
+            for r in read_csv(res / RESULTS["accuracy"]) if r["dataset"] not in ran]
+    if not kept:
+        return
+    b.accuracy = kept
+    b.choice = {k: v for k, v in previous.get("choice", {}).items() if k not in ran}
+    b.stage_times = {k: v for k, v in previous.get("stage_times", {}).items() if k not in ran}
+    names = ", ".join(NAMES[k] for k in NAMES if k in {r["dataset"] for r in kept})
+    b.notes["accuracy"] = [f"{names}: not run this time; their rows are kept from `{earlier.get('command', '?')}` "
+                           f"on {when}."]
 
 
 def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:

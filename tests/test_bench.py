@@ -187,3 +187,33 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     report.write(second, meta("python bench/run.py --sections scaling"), provenance)
     assert (tmp_path / "results/scaling.png").stat().st_size > 10_000
     assert "](results/scaling.png)" in (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+
+    # An accuracy run of other datasets keeps 20NG's rows, marked with the date of the run that measured them.
+    third = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
+    third.mode.sections, third.mode.datasets = ("accuracy",), ("imdb",)
+    provenance = report.keep_earlier(third)
+    assert [r["dataset"] for r in third.accuracy] == ["20ng"] and third.choice == first.choice
+    third.accuracy.append({"dataset": "imdb", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 91.5,
+                           "test_macro_f1": 0.915, "dev_accuracy": 92.9, "wall_seconds": 800.0, "config": "bag"})
+    report.write(third, meta("python bench/run.py --datasets imdb --sections accuracy"), provenance)
+    rows = {r["dataset"]: r for r in _rows(tmp_path / "results/accuracy.csv")}
+    assert rows["20ng"]["config"] == "(measured 2026-01-01 00:00 UTC) bag" and rows["imdb"]["config"] == "bag"
+    page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "- 20 Newsgroups: not run this time; their rows are kept from `python bench/run.py --sections" in page
+    assert "| IMDb | reprotext (ours) | ours | 91.50 |" in page
+
+    fourth = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")  # 20NG again: nothing of it is kept
+    fourth.mode.sections, fourth.mode.datasets = ("accuracy",), ("20ng",)
+    report.keep_earlier(fourth)
+    assert [r["dataset"] for r in fourth.accuracy] == ["imdb"] and fourth.choice == {}
+
+
+def test_a_candidate_replaces_the_baseline_only_beyond_one_standard_error(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from accuracy import one_standard_error_choice
+
+    # 20NG's dev: 1,253 documents, the baseline at 95.69%: one standard error is 0.57 points.
+    name, margin = one_standard_error_choice({"default": 0.9569, "hashed": 0.9585, "mean": 0.9377}, 1253)
+    assert name == "default" and margin == pytest.approx(0.00574, abs=1e-5)
+    assert one_standard_error_choice({"default": 0.9569, "hashed": 0.9585, "wider": 0.9640}, 1253)[0] == "wider"
+    assert one_standard_error_choice({"bag": 0.8662, "cnn": 0.8846}, 606)[0] == "cnn"  # TREC: 1.84 > 1.38 points

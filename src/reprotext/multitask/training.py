@@ -25,7 +25,7 @@ from reprotext.multitask.model import MultitaskClassifier
 from reprotext.multitask.sampler import TaskBatchSampler
 from reprotext.training.callbacks import EarlyStopping, EpochSeed, History
 from reprotext.training.data import TokenDataset, collate
-from reprotext.training.fit import FitResult, seed_everything
+from reprotext.training.fit import FitResult, release_training_state, seed_everything
 from reprotext.training.optim import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -237,5 +237,7 @@ def fit_multitask(model: MultitaskClassifier, train: Sequence[TokenDataset], dev
     best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
     log.info("multitask: best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), monitor,
              stopper.best_value, seconds)
-    return FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
-                     stopped_early=len(history.rows) < settings.max_epochs)
+    result = FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
+                       stopped_early=len(history.rows) < settings.max_epochs)
+    release_training_state(trainer, stopper, model)  # the stage runs several fits in one process
+    return result

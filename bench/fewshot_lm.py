@@ -95,7 +95,8 @@ def main() -> None:
     out = {"lm": {"objective": meta["objective"],
                   "dev_perplexity_by_epoch": [r["dev/perplexity"] for r in meta["history"]],
                   "unigram_perplexity": meta["unigram_perplexity"], "max_tokens": meta["config"]["max_tokens"]},
-           "max_len": args.max_len, "lr": args.lr, "fewshot_lr": args.fewshot_lr, "dev_score_docs": len(dev_score), "summary": summary, "runs": rows}
+           "max_len": args.max_len, "lr": args.lr, "fewshot_lr": args.fewshot_lr, "dev_score_docs": len(dev_score),
+           "summary": summary, "runs": rows}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     for key, v in summary.items():
         print(f"{key:>24}: accuracy {v['accuracy_mean']:.3f} +- {v['accuracy_std']:.3f}, "

@@ -101,7 +101,11 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
             against = f"above every peer of this run (best: {best['system']} {best['test_accuracy']:.2f}%)"
         else:
             against = f"**below {best['system']} {best['test_accuracy']:.2f}%** of this run"
-        lines.append(f"- {NAMES[key]} >= {target:.1f}% ({beats}): {r['test_accuracy']:.2f}% -> {verdict}; {against}.")
+        kept = str(r.get("config") or "").startswith("(measured ")  # an earlier run's rows: say when
+        when = f" ({r['config'][1:r['config'].index(')')]}, not in this run)" if kept else ""
+        against = against.replace("of this run", "of that run") if kept else against
+        lines.append(f"- {NAMES[key]} >= {target:.1f}% ({beats}): {r['test_accuracy']:.2f}%{when} -> {verdict}; "
+                     f"{against}.")
     times = b.stage_times.get("20ng", {})
     wall = sum(s for s, _ in times.values())
     if wall and len(times) < len(STAGES):

@@ -201,6 +201,7 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert "- 20 Newsgroups: not run this time; their rows are kept from `python bench/run.py --sections" in page
     assert "| IMDb | reprotext (ours) | ours | 91.50 |" in page
+    assert "- 20 Newsgroups >= 86.5% (" in page and "87.25% (measured 2026-01-01 00:00 UTC, not in this run) ->" in page
 
     fourth = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")  # 20NG again: nothing of it is kept
     fourth.mode.sections, fourth.mode.datasets = ("accuracy",), ("20ng",)

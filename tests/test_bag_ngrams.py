@@ -143,6 +143,9 @@ def test_composite_optimizer_schedules_and_saves_both_parts():
     again = make_optimizer(groups, "adam", 0.1, 0.9, 0.0, enc.sparse_parameters())
     again.load_state_dict(state)
     assert again.state_dict()["optimizers"][1]["state"][0]["step"] == 1
+    assert len(opt.state) == len(list(head.parameters())) + len(list(enc.parameters()))  # every part's, as one
+    opt.state.clear()  # what a finished fit calls: every part's moments go, not only the first part's
+    assert [len(o.state) for o in opt.optimizers] == [0, 0]
 
 
 def test_saved_bag_keeps_its_statistics_and_predictions(tmp_path):

@@ -239,5 +239,5 @@ def fit_multitask(model: MultitaskClassifier, train: Sequence[TokenDataset], dev
              stopper.best_value, seconds)
     result = FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
                        stopped_early=len(history.rows) < settings.max_epochs)
-    release_training_state(trainer, stopper, model)  # the stage runs several fits in one process
+    release_training_state(trainer, model)  # the stage runs several fits in one process
     return result

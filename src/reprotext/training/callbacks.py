@@ -85,6 +85,7 @@ class EarlyStopping(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
+            self.best_state = None  # restored: the copy (as large as the model) has done its work
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,

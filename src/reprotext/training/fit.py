@@ -227,20 +227,19 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
                         "or the learning rate", settings.max_epochs, stopper.best_epoch)
     result = FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
                        start_from[1] if start_from else 0, stopped_early=early)
-    release_training_state(trainer, stopper, model)
+    release_training_state(trainer, model)
     return result
 
 
-def release_training_state(trainer: L.Trainer, stopper: EarlyStopping, model: nn.Module) -> None:
-    """Drop what only training needed: the optimiser's moments, the best epoch's copy, the gradients.
+def release_training_state(trainer: L.Trainer, model: nn.Module) -> None:
+    """Drop what only training needed: the optimiser's moments and the gradients.
 
     The trainer, its module and its callbacks refer to each other, so they outlive ``fit`` until Python's
-    next full collection, which comes rarely; with them these tensors, 3x the model, stayed: a 1M-row
-    n-gram table left 1.6 GB per fit, and a study's 30 fits in one process passed 9 GB after five and
-    were killed at 17 GB. Freed here, they go at once.
+    next full collection, which comes rarely; with them these tensors stayed (with early stopping's
+    best-epoch copy, which it drops itself once restored: 3x the model): a 1M-row n-gram table left
+    1.6 GB per fit, and a study's 30 fits in one process passed 9 GB after five and were killed at 17 GB.
+    Freed here, they go at once.
     """
     for opt in trainer.optimizers:
-        for part in getattr(opt, "optimizers", [opt]):  # a Composite's parts hold the state
-            part.state.clear()
-    stopper.best_state = None
+        opt.state.clear()  # a Composite's clears each of its parts
     model.zero_grad(set_to_none=True)

@@ -30,6 +30,14 @@ def _evaluate(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None
         return closure()
 
 
+class _PartStates(ChainMap):
+    """The parts' states seen as one mapping; ``clear`` empties every part (ChainMap's own, only the first)."""
+
+    def clear(self) -> None:
+        for state in self.maps:
+            state.clear()
+
+
 class Composite(torch.optim.Optimizer):
     """Several optimisers over disjoint parameters, stepped together (one closure call per step)."""
 
@@ -38,7 +46,7 @@ class Composite(torch.optim.Optimizer):
         params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
         super().__init__(params, {})
         self.param_groups = [g for o in optimizers for g in o.param_groups]
-        self.state = ChainMap(*(o.state for o in optimizers))  # read by Lightning to move the state to a device
+        self.state = _PartStates(*(o.state for o in optimizers))  # read by Lightning to move the state to a device
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:

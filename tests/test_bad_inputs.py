@@ -224,7 +224,9 @@ PARAMS_CASES = {  # case: (section, values, expected in the error line)
     "split ratios not summing to 1": ("split", {"train": 0.7, "dev": 0.2, "test": 0.2}, "split ratios train+dev+test must sum to 1"),
     "vocab smaller than the special pieces": ("tokenize", {"vocab_size": 200}, "vocab_size must exceed the 262 fixed pieces"),
     "unknown model name lists the valid ones": ("train", {"model": "gpt"},
-                                                "train.model = 'gpt': Input should be 'bag', 'ffnn', 'cnn', 'rnn' or 'transformer'"),
+                                                "train.model = 'gpt': Input should be 'bag', 'ffnn', 'cnn', 'rnn', 'transformer' or 'ensemble'"),
+    "ensemble member listed twice": ("train", {"model": "ensemble", "ensemble": {"members": ["bag", "bag"]}},
+                                     "ensemble members ['bag', 'bag'] repeat an encoder; list each once"),
     "unknown text encoding": ("prepare", {"encoding": "klingon"}, "prepare.encoding 'klingon' is not a known text encoding"),
     "monitor and mode disagree": ("train", {"monitor": "dev/accuracy", "mode": "min"}, "set train.mode: max"),
 }

@@ -282,3 +282,26 @@ def test_nb_ratio_takes_the_class_a_feature_tells_best_and_counts_ngram_rows(mon
                                                 keys=stats["keys"]).to_dense(), counts)
     with pytest.raises(ValueError, match="labels for"):
         class_document_frequency(docs, y[:4], 3, V, WS, 1, 0)
+
+
+def test_an_ensemble_gives_every_bag_member_the_bag_statistics_and_keeps_them_through_save_and_load(tmp_path):
+    docs = [torch.tensor([[6, 7, 8], [12, 11, 0]])]
+    options, stats = encoder_statistics("ensemble", {"members": {
+        "bag": {"pooling": "tfidf", "word_ngrams": 2, "min_count": 1, "sparse": True, "nb_weights": True},
+        "cnn": {"widths": [2], "filters": 3}}, "copies": 2}, PIECES, docs, [0, 1], 2)
+    alone, own = encoder_statistics("bag", options["members"]["bag"], PIECES, docs, [0, 1], 2)
+    assert options["members"]["bag"]["rows"] == 8 and options["members"]["cnn"] == {"widths": [2], "filters": 3}
+    assert set(stats) == {f"bag.{k}" for k in own}
+    model = Classifier(ModelConfig("ensemble", V, 4, ("a", "b"), encoder=options))
+    load_statistics(model, stats)
+    bags = [model.encoder.members["bag0"], model.encoder.members["bag1"]]
+    for bag in bags:
+        torch.testing.assert_close(bag.idf, own["idf"])
+    assert model.sparse_parameters() == [p for bag in bags for p in bag.sparse_parameters()] != []
+    with torch.no_grad():
+        for bag in bags:
+            bag.ngrams.weight.normal_()
+    ids = torch.tensor([[6, 7, 8, 11]])
+    save_model(model.eval(), tmp_path, {})
+    loaded, _ = load_model(tmp_path)
+    torch.testing.assert_close(loaded(ids), model(ids))

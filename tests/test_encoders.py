@@ -4,7 +4,9 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reprotext.errors import ArtifactError, ConfigError
-from reprotext.models import Classifier, ModelConfig
+import torch.nn.functional as F
+
+from reprotext.models import Classifier, ModelConfig, combine, member_cross_entropy
 from reprotext.tokenizer import PAD
 
 MAX_LEN = 12
@@ -18,6 +20,7 @@ OPTIONS = {
     "rnn-lstm-mean-uni": {"cell": "lstm", "hidden_size": 8, "bidirectional": False, "pooling": "mean"},
     "transformer-cls": {"layers": 2, "heads": 2, "ff_dim": 16, "pooling": "cls", "max_positions": MAX_LEN},
     "transformer-mean": {"layers": 1, "heads": 4, "ff_dim": 16, "pooling": "mean", "max_positions": MAX_LEN},
+    "ensemble": {"members": {"bag": {"pooling": "mean"}, "cnn": {"widths": [2, 5], "filters": 6}}, "copies": 2},
 }
 
 
@@ -60,7 +63,7 @@ def test_trailing_padding_does_not_change_a_document(key):
         torch.testing.assert_close(model(doc), model(padded), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("key", ["bag", "ffnn", "cnn", "rnn-gru-last", "transformer-cls"])
+@pytest.mark.parametrize("key", ["bag", "ffnn", "cnn", "rnn-gru-last", "transformer-cls", "ensemble"])
 def test_word_order(key):
     # The bag ignores order; the others (and the bag with bigrams) see it.
     model = _model(key)
@@ -116,3 +119,44 @@ def test_rnn_equals_pytorchs_packed_bidirectional_rnn(cell):
         else:  # last: forward state at the last piece, backward state at the first
             want = torch.cat([expected[torch.arange(len(ids)), lengths - 1, :8], expected[:, 0, 8:]], -1)
         torch.testing.assert_close(enc(ids), want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ensemble_is_its_members_side_by_side_each_with_its_own_table_and_head():
+    model = _model("ensemble")
+    enc = model.encoder
+    assert list(enc.members) == ["bag0", "bag1", "cnn0", "cnn1"] and enc.out_dim == 8 + 8 + 12 + 12
+    assert enc.embedding is enc.members["bag0"].embedding
+    tables = [m.embedding.weight for m in enc.members.values()]
+    assert len({id(t) for t in tables}) == 4  # one member's updates never move another's inputs
+    for t in tables[1:]:
+        torch.testing.assert_close(t, tables[0])  # all start from the same vectors
+    ids = torch.tensor(INPUTS["padding-at-end"])
+    with torch.no_grad():
+        members = model.member_logits(ids)  # (B, K, C)
+        assert members.shape == (3, 4, 3)
+        for k, (m, head) in enumerate(zip(enc.members.values(), model.head.heads)):
+            torch.testing.assert_close(members[:, k], head(m(ids)))  # member k: its own head on its own features
+        mean = torch.softmax(members, -1).mean(1)
+        torch.testing.assert_close(torch.softmax(model(ids), -1), mean)  # the prediction: their mean distribution
+
+
+def test_each_ensemble_member_learns_from_its_own_loss_alone():
+    model = _model("ensemble").train()
+    ids, y = torch.tensor(INPUTS["padding-at-end"]), torch.tensor([0, 1, 2])
+    members = model.member_logits(ids)
+    loss = member_cross_entropy(members, y)
+    expected = torch.stack([F.cross_entropy(members[:, k], y) for k in range(4)]).mean()
+    torch.testing.assert_close(loss, expected)
+    loss_of_first = torch.autograd.grad(F.cross_entropy(members[:, 0], y), model.head.heads[1].parameters(),
+                                        allow_unused=True)
+    assert all(g is None or not g.any() for g in loss_of_first)  # member 0's loss never reaches member 1
+    lone = torch.randn(3, 1, 3)
+    assert torch.equal(combine(lone), lone[:, 0])  # a plain model: its own logits and its own loss, unchanged
+    torch.testing.assert_close(member_cross_entropy(lone, y), F.cross_entropy(lone[:, 0], y))
+
+
+def test_an_ensemble_refuses_a_nested_or_unknown_member():
+    with pytest.raises(ArtifactError, match="ensemble members must be among"):
+        Classifier(ModelConfig("ensemble", 40, 8, ("a", "b"), encoder={"members": {"ensemble": {}, "bag": {}}}))
+    with pytest.raises(ArtifactError, match="at least two members"):
+        Classifier(ModelConfig("ensemble", 40, 8, ("a", "b"), encoder={"members": {"bag": {}}, "copies": 1}))

@@ -154,3 +154,29 @@ def test_tiny_lm_pretrain_then_train_from_it(repo, tmp_path, model):
         assert set(json.loads((tmp_path / "ft.json").read_text())["fewshot"]["k1"]) == {
             "lm_pretrained", "pretrained", "scratch_random", "scratch_train_init"}
     assert {p: (repo / p).read_bytes() for p in kept} == before  # the repository's own outputs are untouched
+
+
+def test_an_ensemble_runs_every_stage_after_embed(repo, tmp_path):
+    """train.model ensemble (2 bags + 2 CNNs) through the real train, finetune, multitask and evaluate commands."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(model="ensemble", ensemble={"members": ["bag", "cnn"], "copies": 2}, max_len=64)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # the repository's store stays as dvc left it
+    outs = {p: str(tmp_path / p.replace("/", "_")) for p in [
+        "models/pretrain", "metrics/pretrain.json", "models/train", "metrics/train.json", "reports/train_history.csv",
+        "models/.train-resume", "models/finetune", "reports/finetune_history.csv", "reports/finetune",
+        "metrics/finetune.json", "models/multitask", "data/multitask", "reports/multitask_history.csv",
+        "reports/multitask", "metrics/multitask.json", "reports/evaluate", "reports/report.md", "models/export",
+        "metrics/evaluate.json"]}
+    kept = ["models/train/model.pt", "metrics/train.json", "metrics/evaluate.json"]
+    before = {p: (repo / p).read_bytes() for p in kept}
+    for name in ("pretrain", "train", "finetune", "multitask", "evaluate"):
+        cmd = [outs.get(a, a) for a in stage_command(repo, name)] + ["--params", str(tmp_path / "params.yaml")]
+        sh(cmd, repo, extra_env=env)
+    assert json.loads(Path(outs["metrics/pretrain.json"]).read_text()) == {"model": "ensemble", "objective": "word2vec"}
+    config = json.loads((Path(outs["models/train"]) / "model.json").read_text())["config"]
+    assert config["model"] == "ensemble" and set(config["encoder"]["members"]) == {"bag", "cnn"}
+    ev = json.loads(Path(outs["metrics/evaluate.json"]).read_text())
+    assert all(0 <= ev[role]["test"]["accuracy"] <= 1 for role in ("source", "target"))
+    assert (Path(outs["models/export"]) / "source/MLmodel").is_file()
+    assert {p: (repo / p).read_bytes() for p in kept} == before  # the repository's own outputs are untouched

@@ -225,10 +225,28 @@ class TransformerOptions(_Section):
     max_positions: int = Field(512, ge=1, le=512)
 
 
+class EnsembleOptions(_Section):
+    """train.ensemble: ``copies`` members of each encoder in ``members`` (each with its own options section),
+    each under its own head, their predicted distributions averaged."""
+
+    members: tuple[Literal["bag", "cnn"], ...] = Field(("bag", "cnn"), min_length=1)
+    copies: int = Field(5, ge=1)  # members of each kind; they differ by their random weights and dropout masks
+
+    @model_validator(mode="after")
+    def _enough(self) -> "EnsembleOptions":
+        if len(set(self.members)) != len(self.members):
+            raise ValueError(f"ensemble members {list(self.members)} repeat an encoder; list each once "
+                             "(train.ensemble.copies sets how many of each)")
+        if len(self.members) * self.copies < 2:
+            raise ValueError(f"an ensemble of {len(self.members) * self.copies} member is one model; "
+                             "raise train.ensemble.copies or list more members")
+        return self
+
+
 class TrainConfig(_Section):
     """The source-task classifier: encoder, head, regularisation, optimisation, early stopping, devices."""
 
-    model: Literal["bag", "ffnn", "cnn", "rnn", "transformer"] = "bag"
+    model: Literal["bag", "ffnn", "cnn", "rnn", "transformer", "ensemble"] = "bag"
     embeddings: Literal["pretrained", "random"] = "pretrained"
     # lm: every encoder weight from the pretrain stage (whose embeddings began as word2vec; for bag and cnn
     # word2vec is their pretraining, so lm = the word2vec vectors); embeddings: as train.embeddings says.
@@ -240,6 +258,7 @@ class TrainConfig(_Section):
     cnn: CNNOptions = CNNOptions()
     rnn: RNNOptions = RNNOptions()
     transformer: TransformerOptions = TransformerOptions()
+    ensemble: EnsembleOptions = EnsembleOptions()
     hidden_dim: int = Field(0, ge=0)
     dropout: float = Field(0.5, ge=0, lt=1)
     dropconnect: float = Field(0.0, ge=0, lt=1)
@@ -281,7 +300,7 @@ class TrainConfig(_Section):
         if isinstance(self.devices, int) and self.devices < 1:
             raise ValueError(f"devices {self.devices} must be >= 1, 'auto' or a list of device indices; "
                              "fix train.devices")
-        if self.model == "bag" and self.bag.sparse and self.grad_clip:
+        if "bag" in self.encoders() and self.bag.sparse and self.grad_clip:
             raise ValueError("train.grad_clip needs dense gradients, and train.bag.sparse makes the tables' sparse; "
                              "set train.grad_clip: 0 or train.bag.sparse: false")
         if self.batch_norm and (self.gd_mode == "sgd" or self.batch_size == 1):
@@ -289,8 +308,15 @@ class TrainConfig(_Section):
                              "set train.batch_norm: false or use gd_mode minibatch/full with batch_size > 1")
         return self
 
+    def encoders(self) -> tuple[str, ...]:
+        """The encoder types the model is made of: ``model`` itself, or an ensemble's members."""
+        return self.ensemble.members if self.model == "ensemble" else (self.model,)
+
     def encoder_options(self) -> dict:
         """The chosen encoder's own options as JSON values (stored in the model config)."""
+        if self.model == "ensemble":
+            return {"members": {m: getattr(self, m).model_dump(mode="json") for m in self.ensemble.members},
+                    "copies": self.ensemble.copies}
         return getattr(self, self.model).model_dump(mode="json")
 
 

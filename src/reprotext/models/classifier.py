@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,9 @@ from reprotext.artifacts import ArtifactKind, load_artifact, save_artifact
 from reprotext.errors import ArtifactError
 from reprotext.models.bag import BagEncoder, bag_statistics
 from reprotext.models.cnn import CNNEncoder
-from reprotext.models.dropconnect import DropConnectLinear
-from reprotext.models.fc import fully_connected
+from reprotext.models.ensemble import EnsembleEncoder, EnsembleHead
 from reprotext.models.ffnn import FFNNEncoder
+from reprotext.models.head import Head
 from reprotext.models.rnn import RNNEncoder
 from reprotext.models.transformer import TransformerEncoder
 from reprotext.tokenizer import PAD
@@ -57,22 +57,37 @@ ENCODERS: dict[str, Callable[[nn.Embedding, ModelConfig], nn.Module]] = {
     "rnn": lambda emb, c: RNNEncoder(emb, **c.encoder, dropout=c.dropout),
     "transformer": lambda emb, c: TransformerEncoder(emb, **c.encoder, dropout=c.dropout),
 }
+ENSEMBLE = "ensemble"  # options: {"members": {kind: its options}, "copies": n}: n members of each kind
 
 
-class Head(nn.Module):
-    """Dropout, optional hidden layers (DropConnect, batch norm), and the output layer; (B, in_dim) -> (B, C)."""
+def _copy_embedding(embedding: nn.Embedding) -> nn.Embedding:
+    """A table of its own with the same vectors (and the same frozenness) for a further ensemble member."""
+    copy = nn.Embedding(embedding.num_embeddings, embedding.embedding_dim, padding_idx=embedding.padding_idx)
+    copy.weight.data.copy_(embedding.weight.data)
+    copy.weight.requires_grad_(embedding.weight.requires_grad)
+    return copy
 
-    def __init__(self, in_dim: int, num_classes: int, hidden_dim: int = 0, dropout: float = 0.0,
-                 dropconnect: float = 0.0, batch_norm: bool = False):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Dropout(dropout),
-            fully_connected(in_dim, [hidden_dim] if hidden_dim else [], dropout, dropconnect, batch_norm),
-            DropConnectLinear(hidden_dim or in_dim, num_classes, dropconnect),
-        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+def _ensemble(embedding: nn.Embedding, config: ModelConfig) -> EnsembleEncoder:
+    kinds_options, copies = config.encoder.get("members") or {}, config.encoder.get("copies", 1)
+    if ENSEMBLE in kinds_options or not set(kinds_options) <= set(ENCODERS):
+        raise ValueError(f"ensemble members must be among {', '.join(ENCODERS)}, got {list(kinds_options)}")
+    kinds = {f"{kind}{i}": kind for kind in kinds_options for i in range(copies)}
+    members = {name: ENCODERS[kind](embedding if j == 0 else _copy_embedding(embedding),
+                                    replace(config, model=kind, encoder=kinds_options[kind]))
+               for j, (name, kind) in enumerate(kinds.items())}
+    return EnsembleEncoder(members, kinds)
+
+
+ENCODERS[ENSEMBLE] = _ensemble
+
+
+def make_head(encoder: nn.Module, num_classes: int, config: ModelConfig) -> nn.Module:
+    """The head for ``encoder``: one per member for an ensemble, else one over its pooled vector."""
+    options = (num_classes, config.hidden_dim, config.dropout, config.dropconnect, config.batch_norm)
+    if isinstance(encoder, EnsembleEncoder):
+        return EnsembleHead(encoder.member_dims, *options)
+    return Head(encoder.out_dim, *options)
 
 
 class Classifier(nn.Module):
@@ -95,11 +110,14 @@ class Classifier(nn.Module):
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"{config.model} encoder options {config.encoder} are invalid ({exc}); "
                                 "fix train.<model> in params.yaml or retrain the model") from exc
-        self.head = Head(self.encoder.out_dim, len(config.labels), config.hidden_dim, config.dropout,
-                         config.dropconnect, config.batch_norm)
+        self.head = make_head(self.encoder, len(config.labels), config)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids))  # (B, C)
+
+    def member_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Each member's logits (B, K, C): K = 1 but for an ensemble, whose members each train on their own loss."""
+        return self.head.members(self.encoder(ids))
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters whose gradients are sparse (a bag's tables with ``sparse: true``); the optimiser pairs them."""
@@ -116,6 +134,12 @@ def encoder_statistics(model: str, options: dict, pieces: Sequence[str], documen
     ``documents``: batches of (B, T) piece ids of the training text; ``labels`` their class indices (for
     statistics that weigh features by the labels, a bag's ``nb_weights``).
     """
+    if model == ENSEMBLE:
+        members, stats = dict(options.get("members") or {}), {}
+        for name, own in members.items():
+            members[name], theirs = encoder_statistics(name, own, pieces, documents, labels, n_classes)
+            stats.update({f"{name}.{key}": value for key, value in theirs.items()})
+        return {**options, "members": members}, stats
     if model != "bag":
         return options, {}
     return bag_statistics(options, list(pieces), documents, labels, n_classes)

@@ -18,7 +18,7 @@ from torch import nn
 
 from reprotext.artifacts import ArtifactKind, load_artifact, save_artifact
 from reprotext.errors import ArtifactError, ConfigError
-from reprotext.models import Classifier, Head, ModelConfig
+from reprotext.models import Classifier, ModelConfig, make_head
 
 WEIGHTS_FILE, CONFIG_FILE = "multitask.pt", "multitask.json"
 MULTITASK = ArtifactKind("multitask model", WEIGHTS_FILE, CONFIG_FILE, fix="rerun `dvc repro multitask`",
@@ -30,7 +30,7 @@ TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in metric keys, fil
 class TaskModel(nn.Module):
     """One task's classifier over the shared weights: ids (B, T) -> logits (B, C_task)."""
 
-    def __init__(self, config: ModelConfig, encoder: nn.Module, head: Head):
+    def __init__(self, config: ModelConfig, encoder: nn.Module, head: nn.Module):
         super().__init__()
         self.config, self.encoder, self.head = config, encoder, head
 
@@ -59,8 +59,7 @@ class MultitaskClassifier(nn.Module):
         # A classifier built as the single-task stages build one gives the encoder (and its embedding init);
         # its own head is dropped.
         self.encoder = Classifier(replace(config, labels=next(iter(self.task_labels.values()))), vectors).encoder
-        self.heads = nn.ModuleDict({name: Head(self.encoder.out_dim, len(labels), config.hidden_dim, config.dropout,
-                                               config.dropconnect, config.batch_norm)
+        self.heads = nn.ModuleDict({name: make_head(self.encoder, len(labels), config)
                                     for name, labels in self.task_labels.items()})
 
     @property
@@ -70,6 +69,11 @@ class MultitaskClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, task: int | str) -> torch.Tensor:
         name = self.tasks[task] if isinstance(task, int) else task
         return self.heads[name](self.encoder(ids))  # (B, C_task)
+
+    def member_logits(self, ids: torch.Tensor, task: int | str) -> torch.Tensor:
+        """That task's logits of each member (B, K, C_task): K = 1 but for an ensemble encoder."""
+        name = self.tasks[task] if isinstance(task, int) else task
+        return self.heads[name].members(self.encoder(ids))
 
     def task_model(self, task: str) -> TaskModel:
         """Task ``task``'s classifier, sharing this model's weights."""

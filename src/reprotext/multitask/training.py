@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from reprotext.errors import ConfigError
+from reprotext.models import combine, member_cross_entropy
 from reprotext.multitask.model import MultitaskClassifier
 from reprotext.multitask.sampler import TaskBatchSampler
 from reprotext.training.callbacks import EarlyStopping, EpochSeed, History
@@ -155,8 +156,9 @@ class MultitaskModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, int], batch_idx: int) -> torch.Tensor:
         ids, y, task = batch
-        logits = self.model(ids, task)  # (B, C_task)
-        ce = F.cross_entropy(logits.float(), y)
+        members = self.model.member_logits(ids, task)  # (B, K, C_task): K = 1 but for an ensemble
+        logits = combine(members)  # (B, C_task)
+        ce = member_cross_entropy(members.float(), y)  # each member learns from its own loss
         self._tally(self.train_tally, task, ce, logits, y)
         if self.trainer.is_last_batch:
             seen = self.train_tally[:, 2] > 0

@@ -28,11 +28,12 @@ from reprotext.tokenizer import PAD
 
 META_FILE, WEIGHTS_FILE = "meta.json", "encoder.pt"
 WORD2VEC = "word2vec"
-WORD2VEC_PRETRAINED = ("bag", "cnn")  # encoders whose pretraining is the embed stage's word2vec (see above)
+# encoders whose pretraining is the embed stage's word2vec (see above); an ensemble's members are among them
+WORD2VEC_PRETRAINED = ("bag", "cnn", "ensemble")
 PRETRAINED = ArtifactKind("pretrain", WEIGHTS_FILE, META_FILE, fix="rerun `dvc repro pretrain`",
                           made="encoder was pretrained", tokenizer_key=("tokenizer_sha256",))
 OBJECTIVES = {"transformer": "masked_lm", "rnn": "causal_lm", "ffnn": "next_piece", "bag": WORD2VEC,
-              "cnn": WORD2VEC}
+              "cnn": WORD2VEC, "ensemble": WORD2VEC}
 
 
 def build_language_model(model: str, encoder_options: dict, vectors: np.ndarray, cfg: PretrainConfig) -> LanguageModel:

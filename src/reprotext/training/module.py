@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from reprotext.models import Classifier
+from reprotext.models import Classifier, combine, member_cross_entropy
 from reprotext.training.optim import make_optimizer
 from reprotext.training.settings import FitSettings
 
@@ -92,8 +92,9 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         ids, y = batch
-        logits = self.model(ids)  # (B, C)
-        ce = F.cross_entropy(logits.float(), y)
+        members = self.model.member_logits(ids)  # (B, K, C): K = 1 but for an ensemble
+        logits = combine(members)  # (B, C)
+        ce = member_cross_entropy(members.float(), y)  # each member learns from its own loss
         if batch_idx == 0:
             self.tally = torch.zeros(3, device=ce.device)
         self.tally += torch.stack([ce.detach() * len(y), (logits.argmax(-1) == y).sum(), ce.new_tensor(len(y))])

@@ -287,7 +287,7 @@ class Accuracy:
             results[name] = (i, m, run)
             choice["candidates"][name] = {"overrides": over, "dev_accuracy": m["dev"]["accuracy"],
                                           "epochs_run": m["epochs_run"], "seconds": run.seconds}
-        n_dev = len(pd.read_parquet(pipe.work / "data/split/source/dev.parquet", columns=["label"]))
+        n_dev = pipe.json("metrics/split.json")["source"]["dev_docs"]  # the rows of data/split/source/dev.parquet
         name, margin = one_standard_error_choice({n: m["dev"]["accuracy"] for n, (_, m, _) in results.items()}, n_dev)
         i, _, run = results[name]
         choice["chosen"], choice["rule"] = name, (f"the first candidate unless another beats its dev accuracy by more "

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 from pathlib import Path
 
 from accuracy import TARGETS
@@ -101,8 +102,8 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
             against = f"above every peer of this run (best: {best['system']} {best['test_accuracy']:.2f}%)"
         else:
             against = f"**below {best['system']} {best['test_accuracy']:.2f}%** of this run"
-        kept = str(r.get("config") or "").startswith("(measured ")  # an earlier run's rows: say when
-        when = f" ({r['config'][1:r['config'].index(')')]}, not in this run)" if kept else ""
+        kept = bool(r.get("measured"))  # an earlier run's rows: say when
+        when = f" (measured {r['measured']}, not in this run)" if kept else ""
         against = against.replace("of this run", "of that run") if kept else against
         lines.append(f"- {NAMES[key]} >= {target:.1f}% ({beats}): {r['test_accuracy']:.2f}%{when} -> {verdict}; "
                      f"{against}.")
@@ -142,13 +143,16 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
                                for n, c in choice["candidates"].items()) + ")"
                      + (f"; the rule: {choice['rule']}." if choice.get("rule") else "."))
         lines.append("")
-    lines += ["| dataset | system | kind | test acc % | test macro-F1 | dev acc % | wall s | config / note |",
-              "|---|---|---|---:|---:|---:|---:|---|"]
+    lines += ["| dataset | system | kind | test acc % | test macro-F1 | dev acc % | wall s | config / note "
+              "| measured |",
+              "|---|---|---|---:|---:|---:|---:|---|---|"]
+    run_date = (provenance.get("accuracy") or {}).get("date", "")
     for key in ("20ng", "r8", "r52", "imdb", "trec"):
         for r in (r for r in b.accuracy if r["dataset"] == key):
             lines.append(f"| {NAMES[key]} | {r['system']} | {r['kind']} | {_f(r.get('test_accuracy'))} | "
                          f"{_f(r.get('test_macro_f1'), '.4f')} | {_f(r.get('dev_accuracy'))} | "
-                         f"{_f(r.get('wall_seconds'), '.0f')} | {r.get('config') or r.get('note') or ''} |")
+                         f"{_f(r.get('wall_seconds'), '.0f')} | {r.get('config') or r.get('note') or ''} | "
+                         f"{r.get('measured') or run_date} |")
     lines += [""] + [f"- {n}" for n in b.notes["accuracy"]] + [""]
     if b.stage_times:
         lines += ["Per-stage wall time (s) / peak RSS (GiB) of our runs:", "",
@@ -306,6 +310,24 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
+def read_results(res: Path, name: str) -> list[dict]:
+    """The rows of section ``name`` in ``res``: accuracy rows through :func:`measured_from_config`."""
+    rows = read_csv(res / RESULTS[name])
+    return [measured_from_config(r) for r in rows] if name == "accuracy" else rows
+
+
+_MEASURED_PREFIX = re.compile(r"\(measured ([^)]*)\)\s*")
+
+
+def measured_from_config(row: dict) -> dict:
+    """An accuracy row whose config starts "(measured DATE) ", as accuracy.csv marked kept rows before it had a
+    measured column: DATE moved into ``measured``, the prefix taken off the config. Other rows as they are."""
+    found = _MEASURED_PREFIX.match(str(row.get("config") or ""))
+    if found is None:
+        return row
+    return {**row, "config": row["config"][found.end():] or None, "measured": row.get("measured") or found[1]}
+
+
 def keep_earlier(b: Bench) -> dict[str, dict]:
     """Fill ``b`` with the earlier results of the sections this run skips; return every section's provenance.
 
@@ -317,12 +339,12 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
     provenance = dict(previous.get("sections") or {})
     if not provenance and previous:
         provenance = {name: {"command": previous["command"], "date": previous["date"]} for name in SECTIONS
-                      if read_csv(res / RESULTS[name])}
+                      if read_results(res, name)}
     for name in SECTIONS:
         if name in b.mode.sections:
             if name == "scaling":  # the sizes this run leaves out keep their earlier rows, dated
                 when = provenance.get("scaling", {}).get("date", "an earlier run")
-                kept = [{**r, "measured": r.get("measured") or when} for r in read_csv(res / RESULTS[name])
+                kept = [{**r, "measured": r.get("measured") or when} for r in read_results(res, name)
                         if int(r["factor"]) not in b.mode.scale_factors]
                 b.scaling = kept
                 if kept:
@@ -331,7 +353,7 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
             if name == "accuracy":
                 keep_other_datasets(b, res, previous, provenance.get("accuracy", {}))
             continue
-        setattr(b, name, read_csv(res / RESULTS[name]))
+        setattr(b, name, read_results(res, name))
         b.notes[name] = list(previous.get("notes", {}).get(name, []))
         if name == "accuracy":
             b.choice = previous.get("choice", {})
@@ -340,24 +362,50 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
 
 
 def keep_other_datasets(b: Bench, res: Path, previous: dict, earlier: dict) -> None:
-    """An accuracy run of some datasets keeps the earlier rows, choice and stage times of the others.
+    """An accuracy run of some datasets keeps the earlier rows, choice, stage times and notes of the others.
 
-    R8 is fine-tuned from 20NG's model, so it goes with 20NG. The kept rows are marked in their config
-    column with the date of the run that measured them, and a note says which datasets were kept.
+    R8 is fine-tuned from 20NG's model, so it goes with 20NG. Each kept row's ``measured`` column says when
+    it was measured (a row kept twice keeps its own date); the earlier notes that concern kept datasets stay,
+    marked with the date of the run that wrote them, and a note says which datasets were kept.
     """
     ran = set(b.mode.datasets) | ({"r8"} if "20ng" in b.mode.datasets else set())
     when = earlier.get("date", "an earlier run")
-    kept = [r if str(r.get("config") or "").startswith("(measured ")  # kept before: its own date stays
-            else {**r, "config": f"(measured {when}) {r.get('config') or ''}".strip()}
-            for r in read_csv(res / RESULTS["accuracy"]) if r["dataset"] not in ran]
+    kept = [{**r, "measured": r.get("measured") or when} for r in read_results(res, "accuracy")
+            if r["dataset"] not in ran]
     if not kept:
         return
     b.accuracy = kept
     b.choice = {k: v for k, v in previous.get("choice", {}).items() if k not in ran}
     b.stage_times = {k: v for k, v in previous.get("stage_times", {}).items() if k not in ran}
     names = ", ".join(NAMES[k] for k in NAMES if k in {r["dataset"] for r in kept})
-    b.notes["accuracy"] = [f"{names}: not run this time; their rows are kept from `{earlier.get('command', '?')}` "
-                           f"on {when}."]
+    notes = (kept_note(n, set(NAMES) - ran, when) for n in previous.get("notes", {}).get("accuracy", []))
+    b.notes["accuracy"] = [n for n in notes if n] + [
+        f"{names}: not run this time; their rows are kept from `{earlier.get('command', '?')}` on {when}."]
+
+
+KEPT_NOTE = "(kept from the run of "
+
+
+def kept_note(note: str, kept: set[str], when: str) -> str | None:
+    """An earlier accuracy note, if it concerns datasets in ``kept``; else None.
+
+    A dataset's note starts with its display name or a list of them, as the accuracy section writes it
+    ("IMDb: skipped, ...", "accuracy TREC-6: FAILED: ...", "20 Newsgroups, R8: not run this time; ...");
+    it stays with only the names in ``kept`` of such a list, marked "(kept from the run of ``when``) " unless a
+    run before marked it already.
+    """
+    mark = f"{KEPT_NOTE}{when}) "
+    if note.startswith(KEPT_NOTE) and ") " in note:  # kept before: the date of the run that wrote it stays
+        mark, note = note.split(") ", 1)
+        mark += ") "
+    section = "accuracy " if note.startswith("accuracy ") else ""  # bench/run.py's name for a skipped or failed part
+    head, colon, rest = note[len(section):].partition(":")
+    keys = {name: key for key, name in NAMES.items()}
+    named = head.split(", ")
+    if not colon or not all(n in keys for n in named):
+        return None
+    stays = [n for n in named if keys[n] in kept]
+    return f"{mark}{section}{', '.join(stays)}:{rest}" if stays else None
 
 
 def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
@@ -369,7 +417,10 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
         if name == "scaling":
             b.scaling.sort(key=lambda r: (int(r["factor"]), STAGES.index(r["stage"])
                                           if r["stage"] in STAGES else len(STAGES)))
-        write_csv(res / RESULTS[name], getattr(b, name))
+        rows = getattr(b, name)
+        if name == "accuracy":  # empty for the rows of this run, the date of the run that measured them for kept rows
+            rows = [{**r, "measured": r.get("measured")} for r in rows]
+        write_csv(res / RESULTS[name], rows)
         provenance[name] = {"command": meta["command"], "date": meta["date"], "smoke": m.smoke}
         if name == "scaling":
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),

@@ -141,8 +141,8 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     import pipeline
     import report
 
-    def meta(command: str) -> dict:
-        return {"command": command, "date": "2026-01-01 00:00 UTC", "minutes": 1.0, "load_avg_at_end": [1.0],
+    def meta(command: str, date: str = "2026-01-01 00:00 UTC") -> dict:
+        return {"command": command, "date": date, "minutes": 1.0, "load_avg_at_end": [1.0],
                 "machine": report.machine()}
 
     first = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
@@ -164,7 +164,8 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     second = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
     second.mode.sections = ("scaling",)
     provenance = report.keep_earlier(second)
-    assert second.accuracy == first.accuracy and second.throughput == first.throughput
+    assert second.accuracy == [{**r, "measured": None} for r in first.accuracy]  # measured by the run of its section
+    assert second.throughput == first.throughput
     second.scaling = [{"factor": 1, "docs": 400, "input_mb": 0.3, "stage": "prepare", "seconds": 2.5,
                        "peak_rss_gib": 0.25},
                       {"factor": 10, "docs": 4000, "stage": "train", "skipped": "predicted 900 s > 60 s left"}]
@@ -195,18 +196,77 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     assert [r["dataset"] for r in third.accuracy] == ["20ng"] and third.choice == first.choice
     third.accuracy.append({"dataset": "imdb", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 91.5,
                            "test_macro_f1": 0.915, "dev_accuracy": 92.9, "wall_seconds": 800.0, "config": "bag"})
-    report.write(third, meta("python bench/run.py --datasets imdb --sections accuracy"), provenance)
+    report.write(third, meta("python bench/run.py --datasets imdb --sections accuracy", "2026-01-02 00:00 UTC"),
+                 provenance)
     rows = {r["dataset"]: r for r in _rows(tmp_path / "results/accuracy.csv")}
-    assert rows["20ng"]["config"] == "(measured 2026-01-01 00:00 UTC) bag" and rows["imdb"]["config"] == "bag"
+    assert rows["20ng"]["config"] == "bag" and rows["20ng"]["measured"] == "2026-01-01 00:00 UTC"
+    assert rows["imdb"]["config"] == "bag" and rows["imdb"]["measured"] == ""
     page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert "- 20 Newsgroups: not run this time; their rows are kept from `python bench/run.py --sections" in page
-    assert "| IMDb | reprotext (ours) | ours | 91.50 |" in page
+    assert "| IMDb | reprotext (ours) | ours | 91.50 | 0.9150 | 92.90 | 800 | bag | 2026-01-02 00:00 UTC |" in page
+    assert "| 20 Newsgroups | reprotext (ours) | ours | 87.25 | 0.8642 |  | 302 | bag | 2026-01-01 00:00 UTC |" in page
     assert "- 20 Newsgroups >= 86.5% (" in page and "87.25% (measured 2026-01-01 00:00 UTC, not in this run) ->" in page
+    assert "- (kept from the run of 2026-01-01 00:00 UTC) IMDb: skipped." not in page  # IMDb ran this time
 
     fourth = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")  # 20NG again: nothing of it is kept
     fourth.mode.sections, fourth.mode.datasets = ("accuracy",), ("20ng",)
     report.keep_earlier(fourth)
     assert [r["dataset"] for r in fourth.accuracy] == ["imdb"] and fourth.choice == {}
+    assert fourth.accuracy[0]["measured"] == "2026-01-02 00:00 UTC"
+    assert fourth.notes["accuracy"] == ["IMDb: not run this time; their rows are kept from `python bench/run.py "
+                                        "--datasets imdb --sections accuracy` on 2026-01-02 00:00 UTC."]
+
+    # TREC-6 alone: 20NG's rows, kept a second time, keep their own date; the earlier notes stay, marked.
+    fifth = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")
+    fifth.mode.sections, fifth.mode.datasets = ("accuracy",), ("trec",)
+    provenance = report.keep_earlier(fifth)
+    assert {r["dataset"]: r["measured"] for r in fifth.accuracy} == {"20ng": "2026-01-01 00:00 UTC",
+                                                                     "imdb": "2026-01-02 00:00 UTC"}
+    assert fifth.notes["accuracy"] == [
+        "(kept from the run of 2026-01-02 00:00 UTC) 20 Newsgroups: not run this time; their rows are kept from "
+        "`python bench/run.py --sections accuracy throughput` on 2026-01-01 00:00 UTC.",
+        "20 Newsgroups, IMDb: not run this time; their rows are kept from `python bench/run.py --datasets imdb "
+        "--sections accuracy` on 2026-01-02 00:00 UTC."]
+    report.write(fifth, meta("python bench/run.py --datasets trec --sections accuracy", "2026-01-03 00:00 UTC"),
+                 provenance)
+    rows = {r["dataset"]: r for r in _rows(tmp_path / "results/accuracy.csv")}
+    assert rows["20ng"]["measured"] == "2026-01-01 00:00 UTC" and rows["imdb"]["measured"] == "2026-01-02 00:00 UTC"
+    page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "- (kept from the run of 2026-01-02 00:00 UTC) 20 Newsgroups: not run this time;" in page
+
+
+def test_an_accuracy_row_marked_in_its_config_moves_the_date_to_measured(monkeypatch) -> None:
+    """accuracy.csv marked kept rows with a "(measured DATE) " config prefix before it had a measured column."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from report import measured_from_config
+
+    old = {"dataset": "20ng", "system": "reprotext (ours)", "config": "(measured 2026-11-30 00:00 UTC) bag; stages"}
+    assert measured_from_config(old) == {**old, "config": "bag; stages", "measured": "2026-11-30 00:00 UTC"}
+    published = {"dataset": "20ng", "system": "SWEM", "config": "(measured 2026-11-30 00:00 UTC)", "note": None}
+    assert measured_from_config(published) == {**published, "config": None, "measured": "2026-11-30 00:00 UTC"}
+    for row in ({"config": "C=1 (of 0.1, 1), 300 features"}, {"config": None, "note": "ValueError: (measured x)"},
+                {"config": "bag", "measured": "2026-11-29 08:27 UTC"}):
+        assert measured_from_config(row) == row
+
+
+def test_the_earlier_notes_of_kept_datasets_stay(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from report import kept_note
+
+    when = "2026-11-30 00:35 UTC"
+    kept = {"20ng", "r8", "imdb"}
+    assert kept_note("IMDb: skipped, ../shared/datasets/imdb not present.", kept, when) == (
+        "(kept from the run of 2026-11-30 00:35 UTC) IMDb: skipped, ../shared/datasets/imdb not present.")
+    assert kept_note("accuracy IMDb: FAILED: exit 1", kept, when) == (
+        "(kept from the run of 2026-11-30 00:35 UTC) accuracy IMDb: FAILED: exit 1")
+    # A list of datasets keeps the kept ones only; a note kept before keeps the date of the run that wrote it.
+    assert kept_note("(kept from the run of 2026-11-29 08:27 UTC) 20 Newsgroups, R8, TREC-6: not run this time; "
+                     "their rows are kept from `x` on 2026-11-28 10:00 UTC.", kept, when) == (
+        "(kept from the run of 2026-11-29 08:27 UTC) 20 Newsgroups, R8: not run this time; their rows are kept "
+        "from `x` on 2026-11-28 10:00 UTC.")
+    for other in ("TREC-6: skipped, ../shared/datasets/trec not present.", "accuracy R52: skipped, 3 min left",
+                  "The machine was busy: times are noisy.", "20 Newsgroups and friends: a note of no dataset."):
+        assert kept_note(other, kept, when) is None, other
 
 
 def test_a_candidate_replaces_the_baseline_only_beyond_one_standard_error(monkeypatch) -> None:

@@ -168,6 +168,8 @@ def test_metrics_reach_dvc_and_mlflow(good):
 
     split = json.loads((good["a"] / "metrics/split.json").read_text())
     assert split["source"]["train_docs"] == 63 and split["target"]["leaks_removed"] == 0
+    # bench/accuracy.py takes the size of the dev set from here
+    assert split["source"]["dev_docs"] == len(pd.read_parquet(good["a"] / "data/split/source/dev.parquet")) == 18
     client = MlflowClient(f"sqlite:///{good['a'] / 'mlflow.db'}")
     runs = {r.info.run_name: r for r in client.search_runs(client.get_experiment_by_name("reprotext").experiment_id)}
     assert runs["prepare"].data.metrics["source/duplicates_dropped"] == 1

@@ -116,8 +116,9 @@ def _sparse_tables_for_ddp(model: Classifier) -> Iterator[None]:
     its tables up functionally (``F.embedding(..., sparse=True)``): without the mark its reducer would copy
     a sparse gradient into a dense bucket and fail. DDP also needs a gradient for every parameter on every
     process at every step, and a table gets none from a batch without its features (no counted n-gram in
-    any document of one process's share): an empty lookup of each table, added to the logits as 0, gives
-    it an empty sparse gradient instead. The model's outputs and its saved form are unchanged.
+    any document of one process's share): an empty lookup of each table, added as 0 to the encoder's output
+    (which every path to the logits goes through: ``forward`` and the members' logits of the training
+    step), gives it an empty sparse gradient instead. The model's outputs and its saved form are unchanged.
     """
     sparse = model.sparse_parameters()
     ids = {id(p) for p in sparse}
@@ -126,13 +127,13 @@ def _sparse_tables_for_ddp(model: Classifier) -> Iterator[None]:
     for m in tables:
         m.sparse = True
 
-    def touch(module: nn.Module, inputs: tuple, logits: torch.Tensor) -> torch.Tensor:
+    def touch(module: nn.Module, inputs: tuple, features: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
-            return logits
-        none = torch.zeros(0, dtype=torch.long, device=logits.device)
-        return logits + sum(F.embedding(none, p, sparse=True).sum() for p in sparse)
+            return features
+        none = torch.zeros(0, dtype=torch.long, device=features.device)
+        return features + sum(F.embedding(none, p, sparse=True).sum() for p in sparse)
 
-    hook = model.register_forward_hook(touch) if sparse else None
+    hook = model.encoder.register_forward_hook(touch) if sparse else None
     try:
         yield
     finally:

@@ -100,6 +100,8 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
             against = "no peer ran"
         elif r["test_accuracy"] > best["test_accuracy"]:
             against = f"above every peer of this run (best: {best['system']} {best['test_accuracy']:.2f}%)"
+        elif r["test_accuracy"] == best["test_accuracy"]:
+            against = f"**level with {best['system']} {best['test_accuracy']:.2f}%** of this run (not above it)"
         else:
             against = f"**below {best['system']} {best['test_accuracy']:.2f}%** of this run"
         kept = bool(r.get("measured"))  # an earlier run's rows: say when

@@ -228,6 +228,8 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
         "20 Newsgroups, IMDb: not run this time; their rows are kept from `python bench/run.py --datasets imdb "
         "--sections accuracy` on 2026-01-02 00:00 UTC."]
     fifth.accuracy.append({"dataset": "trec", "system": "CNN-rand", "kind": "published", "test_accuracy": 91.2})
+    fifth.accuracy += [{"dataset": "trec", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 90.59},
+                       {"dataset": "trec", "system": "fastText", "kind": "peer (this run)", "test_accuracy": 90.59}]
     report.write(fifth, meta("python bench/run.py --datasets trec --sections accuracy", "2026-01-03 00:00 UTC"),
                  provenance)
     rows = {r["dataset"]: r for r in _rows(tmp_path / "results/accuracy.csv")}
@@ -235,6 +237,7 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert "- (kept from the run of 2026-01-02 00:00 UTC) 20 Newsgroups: not run this time;" in page
     assert "| TREC-6 | CNN-rand | published | 91.20 |  |  |  |  |  |" in page  # quoted, not measured: no date
+    assert "90.59% -> **missed by 0.61 points**; **level with fastText 90.59%** of this run (not above it)." in page
 
 
 def test_an_accuracy_row_marked_in_its_config_moves_the_date_to_measured(monkeypatch) -> None:

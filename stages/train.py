@@ -3,6 +3,7 @@ import contextlib
 from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import nn
 
 from reprotext import embeddings, stage
 from reprotext.config import TrainConfig, load_section
@@ -55,7 +56,7 @@ def main() -> None:
         if not lead:
             return
         n_params = sum(p.numel() for p in model.parameters())
-        tables = [model.encoder.embedding.weight] + [m.weight for m in [getattr(model.encoder, "ngrams", None)] if m]
+        tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]  # every member's, in an ensemble
         metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "steps": result.steps,
                    "stopped_early": result.stopped_early,
                    "parameters": n_params, "parameters_without_embeddings": n_params - sum(t.numel() for t in tables),

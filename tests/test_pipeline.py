@@ -10,6 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from repo_copy import sh, stage_command
 
+from reprotext.models import load_model
+
 STAGES = ["prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "multitask", "evaluate"]
 
 pytestmark = pytest.mark.slow
@@ -176,6 +178,12 @@ def test_an_ensemble_runs_every_stage_after_embed(repo, tmp_path):
     assert json.loads(Path(outs["metrics/pretrain.json"]).read_text()) == {"model": "ensemble", "objective": "word2vec"}
     config = json.loads((Path(outs["models/train"]) / "model.json").read_text())["config"]
     assert config["model"] == "ensemble" and set(config["encoder"]["members"]) == {"bag", "cnn"}
+    model, _ = load_model(Path(outs["models/train"]), config["tokenizer_sha256"])
+    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    tables = [name for name in sizes if name.endswith(("embedding.weight", "ngrams.weight"))]
+    assert len(tables) == 6  # 2 bags (pieces, n-grams) + 2 CNNs (pieces): every member's tables are left out
+    assert json.loads(Path(outs["metrics/train.json"]).read_text())["parameters_without_embeddings"] == sum(
+        n for name, n in sizes.items() if name not in tables)
     ev = json.loads(Path(outs["metrics/evaluate.json"]).read_text())
     assert all(0 <= ev[role]["test"]["accuracy"] <= 1 for role in ("source", "target"))
     assert (Path(outs["models/export"]) / "source/MLmodel").is_file()

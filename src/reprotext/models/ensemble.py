@@ -82,4 +82,4 @@ def combine(members: torch.Tensor) -> torch.Tensor:
 def member_cross_entropy(members: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The mean over members of each one's cross-entropy: (B, K, C), (B,) -> a scalar (a lone member: its own)."""
     B, K, C = members.shape
-    return F.cross_entropy(members.reshape(B * K, C), y.repeat_interleave(K)) if K > 1 else F.cross_entropy(members[:, 0], y)
+    return F.cross_entropy(members.reshape(B * K, C), y.repeat_interleave(K))

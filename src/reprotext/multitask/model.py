@@ -66,14 +66,16 @@ class MultitaskClassifier(nn.Module):
     def tasks(self) -> list[str]:
         return list(self.task_labels)
 
+    def task_head(self, task: int | str) -> nn.Module:
+        """Task ``task``'s head, by index or by name."""
+        return self.heads[self.tasks[task] if isinstance(task, int) else task]
+
     def forward(self, ids: torch.Tensor, task: int | str) -> torch.Tensor:
-        name = self.tasks[task] if isinstance(task, int) else task
-        return self.heads[name](self.encoder(ids))  # (B, C_task)
+        return self.task_head(task)(self.encoder(ids))  # (B, C_task)
 
     def member_logits(self, ids: torch.Tensor, task: int | str) -> torch.Tensor:
         """That task's logits of each member (B, K, C_task): K = 1 but for an ensemble encoder."""
-        name = self.tasks[task] if isinstance(task, int) else task
-        return self.heads[name].members(self.encoder(ids))
+        return self.task_head(task).members(self.encoder(ids))
 
     def task_model(self, task: str) -> TaskModel:
         """Task ``task``'s classifier, sharing this model's weights."""

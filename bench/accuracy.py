@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import (DATASETS, FILE_COLUMNS, NAMES, SOURCE_STAGES, STAGES, Bench, Mode, Pipeline, StageRun,
+from pipeline import (DATASETS, FILE_COLUMNS, NAMES, OURS, SOURCE_STAGES, STAGES, Bench, Mode, Pipeline, StageRun,
                       file_source, merge, read_split)
 
 # Test accuracy (%) published on these exact test sets: ../shared/BENCHMARKS.md (Yao et al. 2019, Table 2)
@@ -136,6 +136,7 @@ def vectorized_peer(splits: dict[str, pd.DataFrame], vectorizer, classifier, par
     actual, predicted = splits["test"]["label"].astype(str), clf.predict(vec.transform(splits["test"]["text"]))
     return {"test_accuracy": accuracy_score(actual, predicted), "test_macro_f1": f1_score(actual, predicted,
             average="macro", zero_division=0), "dev_accuracy": dev_acc, "seconds": time.perf_counter() - start,
+            "correct": [bool(x) for x in actual.to_numpy() == predicted],
             "config": f"{param}={v:g} (of {', '.join(f'{x:g}' for x in values)}), {x_train.shape[1]:,} features"}
 
 
@@ -207,6 +208,7 @@ def fasttext_supervised(splits: dict[str, pd.DataFrame], grid: tuple, tmp: Path)
     pred = [p[0].removeprefix("__label__") for p in model.predict(clean(splits["test"]["text"]))[0]]
     return {"test_accuracy": accuracy_score(test_y, pred), "test_macro_f1": f1_score(test_y, pred, average="macro",
             zero_division=0), "dev_accuracy": dev_acc, "seconds": time.perf_counter() - start,
+            "correct": [a == b for a, b in zip(test_y, pred)],
             "config": f"epochs={epochs}, lr={lr:g}, wordNgrams={ngrams} (best of {len(tried)} settings tried on dev"
             + (f", {len(diverged)} diverged" if diverged else "") + ")"}
 
@@ -247,6 +249,8 @@ class Accuracy:
                 r = fn()
             except Exception as exc:  # a peer failing must not lose the rest of the table; the table says why
                 r = {"error": f"{exc.__class__.__name__}: {exc}"}
+            if "correct" in r:  # per test document, in the split's order: the report pairs it with ours
+                self.b.correct.setdefault(dataset, {})[name] = r.pop("correct")
             print(f"  {dataset} {name}: {r}", flush=True)
             if "error" in r:
                 self.row(dataset, name, "peer (this run)", note=r["error"])
@@ -316,13 +320,26 @@ class Accuracy:
         ev, tr = pipe.json("metrics/evaluate.json")[role], pipe.json("metrics/train.json")
         ft = pipe.json("metrics/finetune.json") if role == "target" else {}
         dev = tr["dev"]["accuracy"] if role == "source" else find(ft, "accuracy")
-        self.row(key, "reprotext (ours)", "ours", test_accuracy=100 * ev["test"]["accuracy"],
+        self.our_correct(key, pipe, role)
+        self.row(key, OURS, "ours", test_accuracy=100 * ev["test"]["accuracy"],
                  test_macro_f1=ev["test"]["macro_f1"], dev_accuracy=None if dev is None else 100 * dev,
                  wall_seconds=sum(times[s].seconds for s in stages), peak_rss_gib=max(times[s].rss_gib for s in stages),
                  config=config)
 
+    def our_correct(self, key: str, pipe: Pipeline, role: str) -> None:
+        """Which test documents our evaluate stage got right, in the split's order (as the peers read it)."""
+        pred = pd.read_csv(pipe.work / f"reports/evaluate/{role}_predictions.csv", dtype=str, keep_default_na=False)
+        actual = pd.read_parquet(pipe.work / f"data/split/{role}/test.parquet")["label"].astype(str)
+        if pred["actual"].tolist() != actual.tolist():
+            self.b.notes["accuracy"].append(f"{NAMES[key]}: our predictions are not in the order of the test split; "
+                                            "no paired comparison with the peers.")
+            return
+        self.b.correct.setdefault(key, {})[OURS] = (pred["actual"] == pred["predicted"]).tolist()
+
     def dataset(self, key: str) -> None:
         m = self.b.mode
+        for measured in (key, "r8") if key == "20ng" else (key,):  # an earlier run's right/wrong goes with its rows
+            self.b.correct.pop(measured, None)
         if key == "20ng":
             pipe = self.pipeline("20ng", "builtin:20newsgroups", "builtin:reuters-r8", {}, {})
             name, times = self.run_choosing(pipe, "20ng", m.candidates)

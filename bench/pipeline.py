@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 BENCH_DIR = Path(__file__).resolve().parent
 SECTIONS = ("accuracy", "throughput", "scaling")  # the measuring sections, in the order a full run takes them
+OURS = "reprotext (ours)"  # our system's name in the accuracy rows
 NAMES = {"20ng": "20 Newsgroups", "r8": "R8", "r52": "R52", "imdb": "IMDb", "trec": "TREC-6"}
 STAGES = ("prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "evaluate")
 SOURCE_STAGES = ("prepare", "split", "tokenize", "embed", "pretrain", "train", "evaluate")  # the source model's path
@@ -64,6 +65,7 @@ class Bench:
         self.start = time.perf_counter()
         self.env = child_env(work / "mlflow.db")
         self.accuracy: list[dict] = []  # one row per (dataset, system)
+        self.correct: dict[str, dict[str, list[bool]]] = {}  # dataset -> system -> right on each test document?
         self.stage_times: dict[str, dict] = {}  # dataset -> stage -> (s, GiB)
         self.notes: dict[str, list[str]] = {name: [] for name in SECTIONS}
         self.throughput: list[dict] = []

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from accuracy import TARGETS
-from pipeline import BENCH_DIR, NAMES, SECTIONS, STAGES, Bench
+from pipeline import BENCH_DIR, NAMES, OURS, SECTIONS, STAGES, Bench
 
 RESULTS = {"accuracy": "accuracy.csv", "throughput": "throughput.csv", "scaling": "scaling.csv"}
 # Columns read back as numbers from a results CSV; every other column is text.
@@ -127,15 +127,25 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
               "made on dev; test is read once per system. Wall time: ours = the stages named in the config column "
               "(subprocesses, incl. start-up and MLflow logging); peers = vectorising (once per peer) + every "
               "setting tried + scoring.", ""]
+    any_pair = False
     for key in ("20ng", "r8", "r52", "imdb", "trec"):  # ours against the strongest peer of this run, on test
         rows = [r for r in b.accuracy if r["dataset"] == key and r.get("test_accuracy") is not None]
         ours, peers = ([r for r in rows if r["kind"] == k] for k in ("ours", "peer (this run)"))
         if ours and peers:
             best = max(peers, key=lambda r: r["test_accuracy"])
             gap = ours[0]["test_accuracy"] - best["test_accuracy"]
+            right = b.correct.get(key, {})
+            pair = paired(right[OURS], right[best["system"]]) if OURS in right and best["system"] in right else None
+            any_pair = any_pair or pair is not None
             lines.append(f"- {NAMES[key]}: ours {ours[0]['test_accuracy']:.2f}%, the strongest peer of this run "
-                         f"{best['system']} {best['test_accuracy']:.2f}% ({gap:+.2f} points).")
+                         f"{best['system']} {best['test_accuracy']:.2f}% ({gap:+.2f} points"
+                         + (f"; {paired_text(pair)}" if pair else "") + ").")
     lines.append("")
+    if any_pair:
+        lines += ["The paired comparison counts the test documents only one of the two systems gets right "
+                  "(`bench/results/correct/`); McNemar's exact test asks whether that split is more uneven than "
+                  "chance, and the interval is the normal approximation to the paired difference (Dietterich 1998). "
+                  "A gap whose interval holds 0 is one this test set cannot tell from noise.", ""]
     for key, choice in b.choice.items():
         if "chosen" not in choice:
             continue
@@ -342,6 +352,7 @@ def keep_earlier(b: Bench) -> dict[str, dict]:
     res = b.out / "results"
     previous = json.loads((res / "bench.json").read_text()) if (res / "bench.json").is_file() else {}
     provenance = dict(previous.get("sections") or {})
+    b.correct = read_correct(res)  # a dataset this run measures replaces its own
     if not provenance and previous:
         provenance = {name: {"command": previous["command"], "date": previous["date"]} for name in SECTIONS
                       if read_results(res, name)}
@@ -413,6 +424,50 @@ def kept_note(note: str, kept: set[str], when: str) -> str | None:
     return f"{mark}{section}{', '.join(stays)}:{rest}" if stays else None
 
 
+def paired(ours: list[bool], peer: list[bool]) -> dict:
+    """Ours against a peer on the same test documents: who alone is right how often, McNemar's exact p-value
+    (two-sided) and the 95% interval of the accuracy difference in points (normal approximation, paired)."""
+    from scipy.stats import binomtest
+
+    if len(ours) != len(peer):
+        raise ValueError(f"{len(ours)} of our test predictions against {len(peer)} of the peer's: not the same test set")
+    n = len(ours)
+    only_ours = sum(o and not p for o, p in zip(ours, peer))
+    only_peer = sum(p and not o for o, p in zip(ours, peer))
+    diff = (only_ours - only_peer) / n
+    se = math.sqrt(max((only_ours + only_peer) / n - diff * diff, 0.0) / n)
+    p = binomtest(only_ours, only_ours + only_peer, 0.5).pvalue if only_ours + only_peer else 1.0
+    return {"n": n, "only_ours": only_ours, "only_peer": only_peer, "p": p,
+            "low": 100 * (diff - 1.96 * se), "high": 100 * (diff + 1.96 * se)}
+
+
+def paired_text(pair: dict) -> str:
+    return (f"on {pair['n']:,} paired test documents ours alone is right on {pair['only_ours']:,}, the peer alone on "
+            f"{pair['only_peer']:,}: McNemar p = {pair['p']:.2g}, 95% interval of the difference "
+            f"{pair['low']:+.2f} to {pair['high']:+.2f} points")
+
+
+CORRECT = "correct"  # results/correct/<dataset>.csv.gz: a 0/1 column per system, a row per test document
+
+
+def write_correct(res: Path, correct: dict[str, dict[str, list[bool]]]) -> None:
+    """This run's datasets' per-document right/wrong, one file per dataset (the other datasets' files stay)."""
+    import pandas as pd
+
+    (res / CORRECT).mkdir(parents=True, exist_ok=True)
+    for key, systems in correct.items():
+        pd.DataFrame({name: [int(x) for x in right] for name, right in systems.items()}).to_csv(
+            res / CORRECT / f"{key}.csv.gz", index=False)
+
+
+def read_correct(res: Path) -> dict[str, dict[str, list[bool]]]:
+    import pandas as pd
+
+    return {path.name.removesuffix(".csv.gz"): {name: [bool(x) for x in col] for name, col in
+                                                pd.read_csv(path).items()}
+            for path in sorted((res / CORRECT).glob("*.csv.gz"))}
+
+
 def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
     """Write this run's sections' CSVs, bench.json (every section's notes and provenance) and BENCHMARKS.md."""
     res = b.out / "results"
@@ -430,6 +485,8 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
         if name == "scaling":
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
                                     params=m.scale_params, base_docs=m.scale_base_docs)
+    if "accuracy" in m.sections:
+        write_correct(res, b.correct)
     scaling_plot(b.scaling, res / SCALING_PLOT)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,
                                                 "stage_times": b.stage_times}, indent=2, default=str) + "\n")

@@ -69,11 +69,11 @@ def run_sections(b: Bench) -> None:
         if "accuracy" in sections:
             section(b, f"accuracy {NAMES['20ng']}", lambda: acc.dataset("20ng"))
         else:  # only for the throughput section's sake: the kept accuracy results stay as they are
-            kept = (b.accuracy, b.choice, b.stage_times, b.notes["accuracy"])
-            b.accuracy, b.choice, b.stage_times, b.notes["accuracy"] = [], {}, {}, []
+            kept = (b.accuracy, b.choice, b.stage_times, b.notes["accuracy"], b.correct)
+            b.accuracy, b.choice, b.stage_times, b.notes["accuracy"], b.correct = [], {}, {}, [], {}
             section(b, f"accuracy {NAMES['20ng']} (for the throughput section)", lambda: acc.dataset("20ng"))
             b.notes["throughput"] += b.notes["accuracy"]
-            b.accuracy, b.choice, b.stage_times, b.notes["accuracy"] = kept
+            b.accuracy, b.choice, b.stage_times, b.notes["accuracy"], b.correct = kept
     if "throughput" in sections:
         if b.twenty_ng is not None:
             section(b, "throughput ratios", lambda: throughput.run(b), 0 if b.mode.smoke else THROUGHPUT_NEED_S)

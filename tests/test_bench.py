@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
         ft = [r for r in accuracy if r["dataset"] == dataset and r["system"].startswith("fastText supervised")]
         assert len(ft) == 1 and (ft[0]["test_accuracy"] or ft[0]["note"])  # a number, or why not
         assert any(r["kind"] == "published" for r in accuracy if r["dataset"] == dataset)
+        right = pd.read_csv(res / f"correct/{dataset}.csv.gz")  # each system's right/wrong per test document
+        assert {"reprotext (ours)", *PEERS} <= set(right.columns) and set(right.stack().unique()) <= {0, 1}
+        for system in ["reprotext (ours)", *PEERS]:  # the same documents the accuracy counts
+            row = next(r for r in accuracy if r["dataset"] == dataset and r["system"] == system)
+            assert 100 * right[system].mean() == pytest.approx(_number(row["test_accuracy"]), abs=1e-6)
     assert "| 20 Newsgroups | reprotext (ours) | ours |" in md
+    assert "McNemar p = " in md and "paired test documents" in md
     assert "- 20 Newsgroups: ours " in md and "the strongest peer of this run" in md
     assert "chosen on 20 Newsgroups dev accuracy" in md
     if (DATASETS / "imdb").is_dir():  # smoke gives IMDb a candidate of its own, chosen on IMDb dev
@@ -283,3 +290,20 @@ def test_a_candidate_replaces_the_baseline_only_beyond_one_standard_error(monkey
     assert name == "default" and margin == pytest.approx(0.00574, abs=1e-5)
     assert one_standard_error_choice({"default": 0.9569, "hashed": 0.9585, "wider": 0.9640}, 1253)[0] == "wider"
     assert one_standard_error_choice({"bag": 0.8662, "cnn": 0.8846}, 606)[0] == "cnn"  # TREC: 1.84 > 1.38 points
+
+
+def test_the_paired_comparison_counts_the_documents_one_system_alone_gets_right(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from report import paired, paired_text
+    ours = [True] * 80 + [True] * 15 + [False] * 5
+    peer = [True] * 80 + [False] * 15 + [True] * 5
+    pair = paired(ours, peer)
+    assert (pair["n"], pair["only_ours"], pair["only_peer"]) == (100, 15, 5)
+    assert pair["p"] == pytest.approx(0.04139, abs=1e-4)  # two-sided exact binomial, 5 or fewer of 20 at 1/2
+    se = math.sqrt((20 / 100 - 0.1 ** 2) / 100)
+    assert (pair["low"], pair["high"]) == pytest.approx((100 * (0.1 - 1.96 * se), 100 * (0.1 + 1.96 * se)))
+    same = paired(ours, ours)
+    assert (same["only_ours"], same["only_peer"], same["p"], same["low"], same["high"]) == (0, 0, 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="not the same test set"):
+        paired(ours, peer[:-1])
+    assert "ours alone is right on 15, the peer alone on 5: McNemar p = 0.041" in paired_text(pair)

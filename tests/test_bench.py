@@ -237,6 +237,7 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     fifth.accuracy.append({"dataset": "trec", "system": "CNN-rand", "kind": "published", "test_accuracy": 91.2})
     fifth.accuracy += [{"dataset": "trec", "system": "reprotext (ours)", "kind": "ours", "test_accuracy": 90.59},
                        {"dataset": "trec", "system": "fastText", "kind": "peer (this run)", "test_accuracy": 90.59}]
+    fifth.correct["trec"] = {"reprotext (ours)": [True] * 8 + [True, False], "fastText": [True] * 8 + [False, True]}
     report.write(fifth, meta("python bench/run.py --datasets trec --sections accuracy", "2026-01-03 00:00 UTC"),
                  provenance)
     rows = {r["dataset"]: r for r in _rows(tmp_path / "results/accuracy.csv")}
@@ -245,6 +246,14 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     assert "- (kept from the run of 2026-01-02 00:00 UTC) 20 Newsgroups: not run this time;" in page
     assert "| TREC-6 | CNN-rand | published | 91.20 |  |  |  |  |  |" in page  # quoted, not measured: no date
     assert "90.59% -> **missed by 0.61 points**; **level with fastText 90.59%** of this run (not above it)." in page
+    assert ("- TREC-6: ours 90.59%, the strongest peer of this run fastText 90.59% (+0.00 points; on 10 paired test "
+            "documents ours alone is right on 1, the peer alone on 1: McNemar p = 1,") in page
+    assert "McNemar" not in page.split("- TREC-6: ours")[0]  # 20NG and IMDb have no per-document results here
+
+    sixth = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")  # the right/wrong files stay
+    sixth.mode.sections = ("scaling",)
+    report.keep_earlier(sixth)
+    assert sixth.correct == {"trec": fifth.correct["trec"]}
 
 
 def test_an_accuracy_row_marked_in_its_config_moves_the_date_to_measured(monkeypatch) -> None:

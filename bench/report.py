@@ -17,7 +17,7 @@ import platform
 import re
 from pathlib import Path
 
-from accuracy import TARGETS
+from accuracy import OFFICIAL_TEST_DOCS, TARGETS
 from pipeline import BENCH_DIR, NAMES, OURS, SECTIONS, STAGES, Bench
 
 RESULTS = {"accuracy": "accuracy.csv", "throughput": "throughput.csv", "scaling": "scaling.csv"}
@@ -139,7 +139,8 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
             any_pair = any_pair or pair is not None
             lines.append(f"- {NAMES[key]}: ours {ours[0]['test_accuracy']:.2f}%, the strongest peer of this run "
                          f"{best['system']} {best['test_accuracy']:.2f}% ({gap:+.2f} points"
-                         + (f"; {paired_text(pair)}" if pair else "") + ").")
+                         + (f"; {paired_text(pair)}" if pair else "") + ")"
+                         + (f". {repeats_text(pair['n'], OFFICIAL_TEST_DOCS[key])}" if pair else "") + ".")
     lines.append("")
     if any_pair:
         lines += ["The paired comparison counts the test documents only one of the two systems gets right "
@@ -445,6 +446,15 @@ def paired_text(pair: dict) -> str:
     return (f"on {pair['n']:,} paired test documents ours alone is right on {pair['only_ours']:,}, the peer alone on "
             f"{pair['only_peer']:,}: McNemar p = {pair['p']:.2g}, 95% interval of the difference "
             f"{pair['low']:+.2f} to {pair['high']:+.2f} points")
+
+
+def repeats_text(scored: int, official: int) -> str:
+    """What the test set is, against the official one that the published numbers count."""
+    if scored == official:
+        return f"All {official:,} official test documents scored"
+    return (f"Scored: {scored:,} of the {official:,} official test documents; the other {official - scored:,} repeat "
+            "the text of a training document (or of another test document), and prepare and split drop them; "
+            "the published numbers count them")
 
 
 CORRECT = "correct"  # results/correct/<dataset>.csv.gz: a 0/1 column per system, a row per test document

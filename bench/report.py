@@ -127,7 +127,7 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
               "made on dev; test is read once per system. Wall time: ours = the stages named in the config column "
               "(subprocesses, incl. start-up and MLflow logging); peers = vectorising (once per peer) + every "
               "setting tried + scoring.", ""]
-    any_pair = False
+    scored: dict[str, int] = {}  # dataset -> test documents paired
     for key in ("20ng", "r8", "r52", "imdb", "trec"):  # ours against the strongest peer of this run, on test
         rows = [r for r in b.accuracy if r["dataset"] == key and r.get("test_accuracy") is not None]
         ours, peers = ([r for r in rows if r["kind"] == k] for k in ("ours", "peer (this run)"))
@@ -136,17 +136,18 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
             gap = ours[0]["test_accuracy"] - best["test_accuracy"]
             right = b.correct.get(key, {})
             pair = paired(right[OURS], right[best["system"]]) if OURS in right and best["system"] in right else None
-            any_pair = any_pair or pair is not None
             lines.append(f"- {NAMES[key]}: ours {ours[0]['test_accuracy']:.2f}%, the strongest peer of this run "
                          f"{best['system']} {best['test_accuracy']:.2f}% ({gap:+.2f} points"
-                         + (f"; {paired_text(pair)}" if pair else "") + ")"
-                         + (f". {repeats_text(pair['n'], OFFICIAL_TEST_DOCS[key])}" if pair else "") + ".")
+                         + (f"; {paired_text(pair)}" if pair else "") + ").")
+            if pair:
+                scored[key] = pair["n"]
     lines.append("")
-    if any_pair:
+    if scored:
         lines += ["The paired comparison counts the test documents only one of the two systems gets right "
                   "(`bench/results/correct/`); McNemar's exact test asks whether that split is more uneven than "
                   "chance, and the interval is the normal approximation to the paired difference (Dietterich 1998). "
-                  "A gap whose interval holds 0 is one this test set cannot tell from noise.", ""]
+                  "A gap whose interval holds 0 is one this test set cannot tell from noise. " + repeats_text(scored),
+                  ""]
     for key, choice in b.choice.items():
         if "chosen" not in choice:
             continue
@@ -431,7 +432,8 @@ def paired(ours: list[bool], peer: list[bool]) -> dict:
     from scipy.stats import binomtest
 
     if len(ours) != len(peer):
-        raise ValueError(f"{len(ours)} of our test predictions against {len(peer)} of the peer's: not the same test set")
+        raise ValueError(f"{len(ours)} of our test predictions against {len(peer)} of the peer's: "
+                         "not the same test set")
     n = len(ours)
     only_ours = sum(o and not p for o, p in zip(ours, peer))
     only_peer = sum(p and not o for o, p in zip(ours, peer))
@@ -448,13 +450,12 @@ def paired_text(pair: dict) -> str:
             f"{pair['low']:+.2f} to {pair['high']:+.2f} points")
 
 
-def repeats_text(scored: int, official: int) -> str:
-    """What the test set is, against the official one that the published numbers count."""
-    if scored == official:
-        return f"All {official:,} official test documents scored"
-    return (f"Scored: {scored:,} of the {official:,} official test documents; the other {official - scored:,} repeat "
-            "the text of a training document (or of another test document), and prepare and split drop them; "
-            "the published numbers count them")
+def repeats_text(scored: dict[str, int]) -> str:
+    """How many of each official test set was scored; the published numbers count every document."""
+    counts = "; ".join(f"{NAMES[k]} {n:,} of {OFFICIAL_TEST_DOCS[k]:,}" for k, n in scored.items())
+    return (f"Test documents scored, of the official test set: {counts}. The rest repeat the text of a training "
+            "document (or of another test document), and prepare and split drop them; the published numbers "
+            "count them.")
 
 
 CORRECT = "correct"  # results/correct/<dataset>.csv.gz: a 0/1 column per system, a row per test document

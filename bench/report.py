@@ -461,11 +461,14 @@ def repeats_text(scored: dict[str, int]) -> str:
 CORRECT = "correct"  # results/correct/<dataset>.csv.gz: a 0/1 column per system, a row per test document
 
 
-def write_correct(res: Path, correct: dict[str, dict[str, list[bool]]]) -> None:
-    """This run's datasets' per-document right/wrong, one file per dataset (the other datasets' files stay)."""
+def write_correct(res: Path, correct: dict[str, dict[str, list[bool]]], measured: set[str]) -> None:
+    """Per-document right/wrong, one file per dataset. A dataset of this run (``measured``) without results (it
+    failed) loses its earlier file with its rows; the other datasets' files stay."""
     import pandas as pd
 
     (res / CORRECT).mkdir(parents=True, exist_ok=True)
+    for key in measured - set(correct):
+        (res / CORRECT / f"{key}.csv.gz").unlink(missing_ok=True)
     for key, systems in correct.items():
         pd.DataFrame({name: [int(x) for x in right] for name, right in systems.items()}).to_csv(
             res / CORRECT / f"{key}.csv.gz", index=False)
@@ -497,7 +500,7 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
                                     params=m.scale_params, base_docs=m.scale_base_docs)
     if "accuracy" in m.sections:
-        write_correct(res, b.correct)
+        write_correct(res, b.correct, set(m.datasets) | ({"r8"} if "20ng" in m.datasets else set()))
     scaling_plot(b.scaling, res / SCALING_PLOT)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,
                                                 "stage_times": b.stage_times}, indent=2, default=str) + "\n")

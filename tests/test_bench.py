@@ -256,6 +256,13 @@ def test_a_run_of_one_section_keeps_the_other_sections_results(tmp_path: Path, m
     report.keep_earlier(sixth)
     assert sixth.correct == {"trec": fifth.correct["trec"]}
 
+    seventh = pipeline.Bench(modes.smoke_mode(1), tmp_path, tmp_path / "work")  # TREC-6 again, and it fails
+    seventh.mode.sections, seventh.mode.datasets = ("accuracy",), ("trec",)
+    provenance = report.keep_earlier(seventh)
+    del seventh.correct["trec"]  # as Accuracy.dataset does before it runs
+    report.write(seventh, meta("python bench/run.py --datasets trec --sections accuracy"), provenance)
+    assert not (tmp_path / "results/correct/trec.csv.gz").exists()
+
 
 def test_an_accuracy_row_marked_in_its_config_moves_the_date_to_measured(monkeypatch) -> None:
     """accuracy.csv marked kept rows with a "(measured DATE) " config prefix before it had a measured column."""

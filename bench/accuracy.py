@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import (DATASETS, FILE_COLUMNS, NAMES, OURS, SOURCE_STAGES, STAGES, Bench, Mode, Pipeline, StageRun,
-                      file_source, merge, read_split)
+                      file_source, measured_with, merge, read_split)
 
 # Test accuracy (%) published on these exact test sets: ../shared/BENCHMARKS.md (Yao et al. 2019, Table 2)
 # and ../shared/datasets/README.md.
@@ -341,7 +341,7 @@ class Accuracy:
 
     def dataset(self, key: str) -> None:
         m = self.b.mode
-        for measured in (key, "r8") if key == "20ng" else (key,):  # an earlier run's right/wrong goes with its rows
+        for measured in measured_with((key,)):  # an earlier run's right/wrong goes with its rows
             self.b.correct.pop(measured, None)
         if key == "20ng":
             pipe = self.pipeline("20ng", "builtin:20newsgroups", "builtin:reuters-r8", {}, {})

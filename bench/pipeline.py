@@ -31,6 +31,11 @@ SOURCE_STAGES = ("prepare", "split", "tokenize", "embed", "pretrain", "train", "
 FILE_COLUMNS = {"text_column": "text", "label_column": "label", "split_column": "split"}
 
 
+def measured_with(datasets) -> set[str]:
+    """The datasets whose accuracy rows a run of ``datasets`` writes: R8, fine-tuned from 20NG, goes with 20NG."""
+    return set(datasets) | ({"r8"} if "20ng" in datasets else set())
+
+
 @dataclass
 class Mode:
     """The sizes of one bench run (modes.py makes the full and the smoke one)."""

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from accuracy import OFFICIAL_TEST_DOCS, TARGETS
-from pipeline import BENCH_DIR, NAMES, OURS, SECTIONS, STAGES, Bench
+from pipeline import BENCH_DIR, NAMES, OURS, SECTIONS, STAGES, Bench, measured_with
 
 RESULTS = {"accuracy": "accuracy.csv", "throughput": "throughput.csv", "scaling": "scaling.csv"}
 # Columns read back as numbers from a results CSV; every other column is text.
@@ -386,7 +386,7 @@ def keep_other_datasets(b: Bench, res: Path, previous: dict, earlier: dict) -> N
     it was measured (a row kept twice keeps its own date); the earlier notes that concern kept datasets stay,
     marked with the date of the run that wrote them, and a note says which datasets were kept.
     """
-    ran = set(b.mode.datasets) | ({"r8"} if "20ng" in b.mode.datasets else set())
+    ran = measured_with(b.mode.datasets)
     when = earlier.get("date", "an earlier run")
     kept = [{**r, "measured": r.get("measured") or when} for r in read_results(res, "accuracy")
             if r["dataset"] not in ran]
@@ -500,7 +500,7 @@ def write(b: Bench, meta: dict, provenance: dict[str, dict]) -> None:
             provenance[name].update(factors=sorted({int(r["factor"]) for r in b.scaling} | set(m.scale_factors)),
                                     params=m.scale_params, base_docs=m.scale_base_docs)
     if "accuracy" in m.sections:
-        write_correct(res, b.correct, set(m.datasets) | ({"r8"} if "20ng" in m.datasets else set()))
+        write_correct(res, b.correct, measured_with(m.datasets))
     scaling_plot(b.scaling, res / SCALING_PLOT)
     (res / "bench.json").write_text(json.dumps({**meta, "sections": provenance, "choice": b.choice, "notes": b.notes,
                                                 "stage_times": b.stage_times}, indent=2, default=str) + "\n")

@@ -336,7 +336,7 @@ def test_ddp_with_two_cpu_processes_matches_one(tmp_path, kind):
     for devices in (1, 2):
         proc = subprocess.run([sys.executable, str(script), str(devices), str(tmp_path / f"{devices}.json"), kind],
                               capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-20000:]  # both ranks write here: keep rank 1
     one, two = (json.loads((tmp_path / f"{d}.json").read_text()) for d in (1, 2))
     batch = 16 if kind == "dense" else ddp_fit.SPARSE_BATCH
     assert one["steps"] == two["steps"] == 3 * math.ceil(126 / batch)

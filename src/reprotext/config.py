@@ -279,6 +279,9 @@ class TrainConfig(_Section):
     mode: Literal["min", "max"] = "min"
     patience: int = Field(3, ge=0)
     min_delta: float = Field(0.0, ge=0)
+    # After early stopping has chosen the epochs on dev: a fresh model, the same seed, trained on train + dev for
+    # that many epochs is the one saved (dev's scores stay those of the first fit, which never saw it).
+    refit: bool = True
     accelerator: str = "cpu"
     devices: int | Literal["auto"] | list[int] = 1
     strategy: str = "auto"

@@ -49,10 +49,12 @@ class EarlyStopping(L.Callback):
     checkpoint, and loaded back into the module when fitting ends.
     """
 
-    def __init__(self, monitor: str = "dev/loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0):
+    def __init__(self, monitor: str = "dev/loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
+                 restore: bool = True):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.restore = restore  # False: no best-epoch copy is kept, and the last epoch's weights stay
         self.best_value = math.inf if mode == "min" else -math.inf
         self.best_epoch = -1
         self.wait = 0
@@ -75,7 +77,8 @@ class EarlyStopping(L.Callback):
         improved = self._improved(value)
         if improved:
             self.best_value, self.best_epoch, self.wait = value, trainer.current_epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            if self.restore:
+                self.best_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
         else:
             self.wait += 1
         # A diverged run (NaN or inf) stops at once; it will not come back.

@@ -164,7 +164,11 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     module = module_cls(model, settings)
-    stopper = EarlyStopping(settings.monitor, settings.mode, settings.patience, settings.min_delta)
+    if settings.keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {settings.keep!r}")
+    last = settings.keep == "last"  # every epoch runs: the stopper only watches for divergence
+    stopper = EarlyStopping(settings.monitor, settings.mode, settings.max_epochs if last else settings.patience,
+                            settings.min_delta, restore=not last)
     # Lightning's bar (on stdout) redraws every step: where that is no terminal (a log, CI) it would write
     # thousands of updates, so there History logs one line per epoch instead.
     bar = settings.progress_bar and sys.stdout.isatty()
@@ -214,19 +218,23 @@ def fit(model: Classifier, train: TokenDataset, dev: TokenDataset, settings: Fit
     model.cpu().eval()
     if resume_dir is not None and trainer.is_global_zero:
         shutil.rmtree(resume_dir, ignore_errors=True)
-    if stopper.best_epoch < 0:
-        raise ConfigError(f"training diverged: {settings.monitor} was never finite; "
+    if stopper.best_epoch < 0 or last and not math.isfinite(history.rows[-1][settings.monitor]):
+        where = "was never finite" if stopper.best_epoch < 0 else "was not finite at the last epoch"
+        raise ConfigError(f"training diverged: {settings.monitor} {where}; "
                           "lower train.lr or set train.grad_clip")
-    best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == stopper.best_epoch)
+    kept = len(history.rows) - 1 if last else stopper.best_epoch
+    best_dev_loss = next(row["dev/loss"] for row in history.rows if row["epoch"] == kept)
     early = len(history.rows) < settings.max_epochs
-    if trainer.is_global_zero:  # said once, not by every process of a DDP run
+    if trainer.is_global_zero and last:
+        log.info("%d epochs, the last kept, in %.1fs", len(history.rows), seconds)
+    elif trainer.is_global_zero:  # said once, not by every process of a DDP run
         log.info("best epoch %d of %d (%s %.4f) in %.1fs", stopper.best_epoch, len(history.rows), settings.monitor,
                  stopper.best_value, seconds)
         if not early and stopper.best_epoch >= len(history.rows) - 1 - settings.patience // 2:
             # A default that a run never reaches is a finding: the comparison would be between unfinished models.
             log.warning("all %d epochs ran and the best was epoch %d: the run had not converged; raise max_epochs "
                         "or the learning rate", settings.max_epochs, stopper.best_epoch)
-    result = FitResult(history.rows, stopper.best_epoch, best_dev_loss, seconds, trainer.global_step,
+    result = FitResult(history.rows, kept, best_dev_loss, seconds, trainer.global_step,
                        start_from[1] if start_from else 0, stopped_early=early)
     release_training_state(trainer, model)
     return result

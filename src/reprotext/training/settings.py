@@ -26,6 +26,9 @@ class FitSettings:
     monitor: str = "dev/loss"
     mode: str = "min"
     min_delta: float = 0.0
+    # best: early stopping ends the run and its best epoch is restored; last: every one of max_epochs runs and the
+    # last is kept (a refit on train + dev, whose epochs were chosen before: its "dev" is part of its training data)
+    keep: str = "best"
     accelerator: str = "cpu"
     devices: int | str | list[int] = 1
     strategy: str = "auto"

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from repo_copy import sh, stage_command
 
 from reprotext.models import load_model
+from reprotext.tokenizer import Tokenizer
+from reprotext.training import collate
+from reprotext.training.data import load_task
 
 STAGES = ["prepare", "split", "tokenize", "embed", "pretrain", "train", "finetune", "multitask", "evaluate"]
 
@@ -40,6 +44,10 @@ def test_metrics_files_hold_test_scores(repo):
     assert ev["source"]["test_docs"] == 40  # 10% of 400
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["epochs_run"] == 2 and train["best_epoch"] in (0, 1)
+    # train.refit (params.yaml's default): the chosen epochs again, on train + dev
+    split = json.loads((repo / "metrics/split.json").read_text())["source"]
+    assert train["refit"]["epochs"] == train["best_epoch"] + 1
+    assert train["refit"]["documents"] == split["train_docs"] + split["dev_docs"]
     shown = sh(["dvc", "metrics", "show", "--json"], repo).stdout
     assert "macro_f1" in shown
 
@@ -116,6 +124,33 @@ def test_default_bag_pretrain_is_the_word2vec_marker(repo):
     # ... so the few-shot curve keeps its columns (an LM-pretrained bag would be the word2vec-initialised one).
     curve = pd.read_csv(repo / "reports/finetune/fewshot_curve.csv")
     assert list(curve.columns) == ["k", "pretrained", "scratch_random", "scratch_train_init"]
+
+
+def test_without_refit_the_early_stopped_model_is_saved(repo, tmp_path):
+    """train.refit false: the same first fit (same dev scores), and its own weights saved, not the refit's."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["train"]["refit"]
+    params["train"]["refit"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cmd = stage_command(repo, "train") + ["--params", str(tmp_path / "params.yaml")]
+    swap = {"models/train": str(tmp_path / "train"), "metrics/train.json": str(tmp_path / "train.json"),
+            "reports/train_history.csv": str(tmp_path / "history.csv"), "models/.train-resume": str(tmp_path / "resume")}
+    sh([swap.get(a, a) for a in cmd], repo, extra_env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    alone, refit = (json.loads(p.read_text()) for p in (tmp_path / "train.json", repo / "metrics/train.json"))
+    assert alone["refit"] is None and refit["refit"]
+    assert alone["dev"] == refit["dev"] and alone["best_epoch"] == refit["best_epoch"]
+    (a, meta_a), (b, meta_b) = load_model(tmp_path / "train"), load_model(repo / "models/train")
+    assert not meta_a["refit_on_train_and_dev"] and meta_b["refit_on_train_and_dev"]
+    head_a, head_b = (dict(m.named_parameters())["head.net.2.weight"] for m in (a, b))
+    assert not torch.equal(head_a, head_b)
+    # The saved model is the one whose dev scores the metrics give.
+    tok = Tokenizer.load(repo / "models/tokenizer")
+    _, dev, _ = load_task(repo / "data/split/source", repo / "data/tokens/source", tok.sha256, params["train"]["max_len"])
+    ids, y = collate([dev[i] for i in range(len(dev))])
+    with torch.no_grad():
+        accuracy = (a.eval()(ids).argmax(-1) == y).float().mean().item()
+    assert accuracy == pytest.approx(alone["dev"]["accuracy"], abs=1e-6)
+    assert not (tmp_path / "resume").exists() and not (tmp_path / "resume-refit").exists()
 
 
 @pytest.mark.parametrize("model", ["transformer", "rnn", "ffnn"])

@@ -89,6 +89,25 @@ def test_early_stopping_restores_the_best_epoch():
     assert loss == pytest.approx(min(losses), rel=1e-4)
 
 
+def test_keep_last_runs_every_epoch_and_keeps_the_last_weights(caplog):
+    # The refit on train + dev: the epochs were chosen before, so dev getting worse (it memorises shuffled
+    # labels, as above) neither stops the run nor rewinds it, and no warning calls it unconverged.
+    train, dev, known, vocab = word_task(train_docs=12)
+    noisy = TokenDataset(train.tokens, np.random.default_rng(0).permutation(train.labels), 64)
+    model = _bag(vocab, known, hidden_dim=64)
+    with caplog.at_level("WARNING", logger="reprotext.training.fit"):
+        result = fit(model, noisy, dev, _settings(batch_size=4, max_epochs=12, patience=3, keep="last"))
+    losses = [row["dev/loss"] for row in result.history]
+    assert len(losses) == 12 and int(np.argmin(losses)) < 8  # early stopping would have ended it
+    assert result.best_epoch == 11 and not result.stopped_early and "had not converged" not in caplog.text
+    ids, y = collate([dev[i] for i in range(len(dev))])
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model.eval()(ids), y).item()
+    assert loss == pytest.approx(losses[-1], rel=1e-4)
+    with pytest.raises(ValueError, match="keep must be 'best' or 'last'"):
+        fit(_bag(vocab, known), train, dev, _settings(keep="first"))
+
+
 def test_a_fit_frees_its_optimiser_state_and_best_epoch_copy_when_it_returns():
     # A study runs dozens of fits in one process. Each trainer is a reference cycle that only Python's rare
     # full collection frees, so each fit must drop its optimiser's moments and its best-epoch copy itself

@@ -214,6 +214,7 @@ def fasttext_supervised(splits: dict[str, pd.DataFrame], grid: tuple, tmp: Path)
     dev_acc, (epochs, lr, ngrams), _ = best
     # Refitted on train + dev with the chosen setting, as our train stage and the linear peers refit.
     both = pd.concat([splits["train"], splits["dev"]], ignore_index=True).sample(frac=1.0, random_state=0)
+    train_file = tmp / "fasttext-refit.txt"
     train_file.write_text("".join(f"__label__{y} {t}\n" for y, t in zip(labels(both["label"]), clean(both["text"]))))
     refit = "refitted on train + dev"
     try:

@@ -124,8 +124,9 @@ def markdown(b: Bench, meta: dict, provenance: dict[str, dict]) -> str:
     lines += ["## Accuracy on the official test sets", "",
               "Our pipeline and the peers run on the very same split parquets (official train/test; dev = 1/9 of "
               "train, stratified, seed 42). Every choice (our config, each peer's C or alpha, fastText settings) is "
-              "made on dev; then every system, ours included (train.refit), is trained again with its choice on "
-              "train + dev, and test is read once per system. Wall time: ours = the stages named in the config column "
+              "made on dev; then every system is trained again with its choice on train + dev (ours: the train "
+              "stage's `train.refit`; R8's fine-tuning does not refit yet, while R8's peers do), and test is read "
+              "once per system. Wall time: ours = the stages named in the config column "
               "(subprocesses, incl. start-up and MLflow logging); peers = vectorising (once per peer) + every "
               "setting tried + scoring.", ""]
     scored: dict[str, int] = {}  # dataset -> test documents paired

@@ -108,10 +108,15 @@ def test_fasttext_peer_trains_on_shuffled_lines(tmp_path: Path, monkeypatch) -> 
     assert sorted(order) == sorted(f"__label__{y}" for y in grouped["label"])
     assert sum(a != b for a, b in zip(order, order[1:])) > 10, order  # grouped would change label twice
     assert result["dev_accuracy"] == 1.0
+    # The chosen setting trained again on train + dev (here dev repeats train), shuffled alike, scored on test.
+    refit = [line.split()[0] for line in (tmp_path / "fasttext-refit.txt").read_text().splitlines()]
+    assert len(refit) == 2 * len(grouped) and sum(a != b for a, b in zip(refit, refit[1:])) > 10
+    assert result["config"].endswith("; refitted on train + dev)") and result["test_accuracy"] == 1.0
 
 
-def test_each_tfidf_peer_vectorises_once_and_chooses_on_dev(monkeypatch) -> None:
-    """Every TF-IDF peer fits its vectorizer once (word + char n-grams take minutes on 20NG) and one model per value."""
+def test_each_tfidf_peer_chooses_on_dev_then_refits_on_train_and_dev(monkeypatch) -> None:
+    """Every TF-IDF peer fits its vectorizer once for the choice (word + char n-grams take minutes on 20NG) and one
+    model per value; then the vectorizer and the chosen model once more, on train + dev."""
     pd = pytest.importorskip("pandas")
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import accuracy
@@ -125,18 +130,21 @@ def test_each_tfidf_peer_vectorises_once_and_chooses_on_dev(monkeypatch) -> None
     peers = accuracy.linear_peers(modes.smoke_mode(1))
     assert set(peers) == set(PEERS)
     for name, (vectorizer, classifier, param, values) in peers.items():
-        made = {"vectorizers": 0, "classifiers": []}
+        made = {"vectorizers": [], "classifiers": []}
 
         def counted_vectorizer(make=vectorizer):
-            made["vectorizers"] += 1
-            return make()
+            vec = make()
+            fit_transform = vec.fit_transform
+            vec.fit_transform = lambda texts: made["vectorizers"].append(len(texts)) or fit_transform(texts)
+            return vec
 
         def counted_classifier(make=classifier, **kw):
             made["classifiers"].append(kw[param])
             return make(**kw)
 
         r = accuracy.vectorized_peer(splits, counted_vectorizer, counted_classifier, param, values)
-        assert made == {"vectorizers": 1, "classifiers": list(values)}, name
+        n_train, n_both = len(splits["train"]), len(splits["train"]) + len(splits["dev"])
+        assert made == {"vectorizers": [n_train, n_both], "classifiers": [*values, values[0]]}, name
         assert r["dev_accuracy"] == 1.0 and r["test_accuracy"] == 1.0 and 0 < r["test_macro_f1"] <= 1, (name, r)
         assert r["config"].startswith(f"{param}={values[0]:g} (of "), r  # the first of equally good values
 

@@ -10,8 +10,9 @@ target task. Side by side, on the very same split parquets: over TF-IDF word 1-2
 (sublinear tf), logistic regression, a linear SVM (LinearSVC) and Complement Naive Bayes; a
 linear SVM over TF-IDF word 1-2 grams + character 2-5 grams; fastText supervised
 (``fasttext-numpy2``); each with its C / alpha / epochs, lr and bigrams chosen on dev; and the
-published numbers. Each system, ours included (``train.refit``), is then refitted on train + dev
-with its choice. The test split is read once per system, never to choose.
+published numbers. Each system is then refitted on train + dev with its choice (ours: the train
+stage's ``train.refit``; R8's fine-tuning does not refit yet). The test split is read once per system, never
+to choose.
 
     .venv/bin/python bench/run.py --sections accuracy [--datasets 20ng trec]
 """
